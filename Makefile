@@ -1,0 +1,63 @@
+# gpupipe: the two commands are `make run` and `make test`; both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install lint fmt typecheck test test-unit test-integration test-e2e test-infra up down status demo run bench clean
+
+help:
+	@echo "make run     - set up, start the local stack and run the demo (images under out/)"
+	@echo "make test    - set up and run every test tier (unit, integration, e2e, infra)"
+	@echo "make up/down - start/stop the local stack; make status shows it"
+	@echo "make lint    - ruff + mypy;  make bench - benchmarks, CSV under results/"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, alone: the CPU build on this machine; otherwise pip pulls CUDA wheels.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[functions,worker,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: $(STAMP)
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP)
+	$(PY) -m pytest tests/integration tests/contract $(PYTEST_ARGS)
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-infra: $(STAMP)
+	$(PY) -m pytest tests/infra $(PYTEST_ARGS)
+
+up: $(STAMP)
+	$(PY) -m emulators up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m emulators down; else echo "nothing to stop: no $(VENV)"; fi
+
+status: $(STAMP)
+	$(PY) -m emulators status
+
+clean:
+	rm -rf .gpupipe out .mypy_cache .ruff_cache .pytest_cache

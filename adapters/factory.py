@@ -1,0 +1,94 @@
+"""The one wiring point: build the adapters a deployable needs from its settings.
+
+`bootstrap(settings)` returns a `Backends` whose clients are built on first use and then
+cached, so a warm function instance reuses them. Nothing is built at import time. Pass
+overrides (`bootstrap(settings, documents=fake)`) to swap single adapters in tests.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from adapters.ports import BlobStore, DocumentStore, MessagingAdmin, Publisher, Subscriber
+from core.settings import Settings
+
+
+class Backends:
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self.settings = settings
+        self._overrides = overrides
+
+    def _pick(self, name: str, build: Any) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        return build()
+
+    @functools.cached_property
+    def _memory(self) -> Any:
+        from adapters.memory import MemoryBackends
+
+        return MemoryBackends()
+
+    @functools.cached_property
+    def blobs(self) -> BlobStore:
+        def build() -> BlobStore:
+            if self.settings.backend == "memory":
+                return self._memory.blobs
+            from adapters.gcp.storage import GcsBlobStore
+
+            return GcsBlobStore(
+                project_id=self.settings.project_id,
+                emulator_host=self.settings.storage_emulator_host,
+                public_url=self.settings.public_storage_url,
+            )
+
+        return self._pick("blobs", build)  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def documents(self) -> DocumentStore:
+        def build() -> DocumentStore:
+            if self.settings.backend == "memory":
+                return self._memory.documents
+            from adapters.gcp.firestore import FirestoreDocumentStore
+
+            return FirestoreDocumentStore(project_id=self.settings.project_id)
+
+        return self._pick("documents", build)  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def publisher(self) -> Publisher:
+        def build() -> Publisher:
+            if self.settings.backend == "memory":
+                return self._memory.pubsub
+            from adapters.gcp.pubsub import PubSubPublisher
+
+            return PubSubPublisher(project_id=self.settings.project_id)
+
+        return self._pick("publisher", build)  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def subscriber(self) -> Subscriber:
+        def build() -> Subscriber:
+            if self.settings.backend == "memory":
+                return self._memory.pubsub
+            from adapters.gcp.pubsub import PubSubSubscriber
+
+            return PubSubSubscriber(project_id=self.settings.project_id)
+
+        return self._pick("subscriber", build)  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def messaging_admin(self) -> MessagingAdmin:
+        def build() -> MessagingAdmin:
+            if self.settings.backend == "memory":
+                return self._memory.pubsub
+            from adapters.gcp.pubsub import PubSubAdmin
+
+            return PubSubAdmin(project_id=self.settings.project_id)
+
+        return self._pick("messaging_admin", build)  # type: ignore[no-any-return]
+
+
+def bootstrap(settings: Settings, **overrides: Any) -> Backends:
+    return Backends(settings, **overrides)

@@ -1,0 +1,1 @@
+"""The gpupipe Python SDK and the `gpupipe` command line."""

@@ -1,0 +1,11 @@
+"""Names of the document collections (Firestore in GCP). Terraform's indexes refer to these."""
+
+JOBS = "jobs"
+USERS = "users"
+API_KEYS = "api_keys"
+QUOTAS = "quotas"
+BATCHES = "batches"
+USAGE = "usage"
+IDEMPOTENCY = "idempotency"
+RATE_WINDOWS = "rate_windows"
+MODELS = "models"

@@ -1,0 +1,173 @@
+"""The job ledger: every change of a job's status goes through here.
+
+A transition runs in one document-store transaction that reads the job, checks the lifecycle
+rule and writes the job. A transition into a terminal state also, in the same transaction,
+writes the job's one usage record, releases the user's concurrency slot (and refunds the daily
+images a job that produced none had reserved) and counts the job in its batch. Because the
+status guard and the bookkeeping commit together, a duplicate message or a second worker can
+neither move a job back nor bill it twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.ports import DocumentStore, Transaction
+from core import collections as c
+from core.batches import Batch, BatchStatus
+from core.errors import InvalidTransition, NotFoundError, ResourceExhausted
+from core.jobs import Job, JobStatus, can_transition
+from core.timeutil import day_key, utcnow
+from core.users import User
+
+Mutation = Callable[[Job], None]
+
+
+@dataclass(frozen=True)
+class Transition:
+    job: Job
+    changed: bool
+    """False when the job already was in the target terminal state (a duplicate finish)."""
+    completed_batch: Batch | None = None
+    """The job's batch, when this transition finished its last job."""
+
+
+def _seconds_between(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(0.0, (end - start).total_seconds()), 3)
+
+
+class JobLedger:
+    def __init__(self, store: DocumentStore, *, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self._store = store
+        self._clock = clock
+
+    # ------------------------------------------------------------------ reads
+    def get(self, job_id: str) -> Job | None:
+        doc = self._store.get(c.JOBS, job_id)
+        return Job.from_document(job_id, doc) if doc is not None else None
+
+    def require(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id} not found")
+        return job
+
+    # ------------------------------------------------------------------ admission
+    def admit(self, tx: Transaction, user: User, job: Job, *, extra_writes: Callable[[Transaction], None] | None = None) -> None:
+        """Inside the caller's transaction, after its own reads: check the user's concurrency
+        and daily-image limits, reserve them and create the job. Raises `ResourceExhausted`."""
+        now = self._clock()
+        quota = tx.get(c.QUOTAS, user.id) or {}
+        active = int(quota.get("active_jobs", 0))
+        today = day_key(now)
+        day_images = int(quota.get("day_images", 0)) if quota.get("day") == today else 0
+        if active >= user.limits.max_concurrent_jobs:
+            raise ResourceExhausted(
+                f"concurrency limit reached: {active} of {user.limits.max_concurrent_jobs} jobs are queued or running",
+                retry_after_seconds=10,
+            )
+        if day_images + job.images > user.limits.daily_images:
+            tomorrow = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+            raise ResourceExhausted(
+                f"daily image quota reached: {day_images} of {user.limits.daily_images} images used today",
+                retry_after_seconds=max(1, int((tomorrow - now).total_seconds())),
+            )
+        if extra_writes is not None:
+            extra_writes(tx)
+        tx.set(c.QUOTAS, user.id, {"active_jobs": active + 1, "day": today, "day_images": day_images + job.images})
+        tx.create(c.JOBS, job.id, job.to_document())
+
+    # ------------------------------------------------------------------ transitions
+    def transition(self, job_id: str, target: JobStatus, mutate: Mutation | None = None) -> Transition:
+        """Move a job to `target`, applying `mutate` to it first. Raises `InvalidTransition`
+        when the rules forbid it and `NotFoundError` for an unknown job. Moving a job into the
+        terminal state it already has is a no-op (`changed=False`), so duplicates are safe."""
+
+        def run(tx: Transaction) -> Transition:
+            doc = tx.get(c.JOBS, job_id)
+            if doc is None:
+                raise NotFoundError(f"job {job_id} not found")
+            job = Job.from_document(job_id, doc)
+            if job.status == target and target.terminal:
+                return Transition(job, changed=False)
+            if not can_transition(job.status, target):
+                raise InvalidTransition(f"job {job_id} is {job.status.value}; it cannot become {target.value}")
+            quota = tx.get(c.QUOTAS, job.user_id) if target.terminal else None
+            batch_doc = tx.get(c.BATCHES, job.batch_id) if target.terminal and job.batch_id else None
+            now = self._clock()
+            updated = dataclasses.replace(job, outputs=list(job.outputs), input=dict(job.input))
+            if mutate is not None:
+                mutate(updated)
+            updated.status = target
+            updated.updated_at = now
+            if target is JobStatus.RUNNING:
+                updated.started_at = updated.started_at or now
+                updated.attempts = job.attempts + 1
+                if updated.queue_seconds is None:
+                    updated.queue_seconds = _seconds_between(job.created_at, now)
+            completed_batch = None
+            if target.terminal:
+                updated.completed_at = now
+                if updated.started_at is not None and updated.run_seconds is None:
+                    updated.run_seconds = _seconds_between(updated.started_at, now)
+                if target is JobStatus.SUCCEEDED:
+                    updated.progress = 1.0
+                self._release_quota(tx, updated, quota or {})
+                tx.create(c.USAGE, job_id, usage_record(updated, now))
+                if batch_doc is not None and job.batch_id is not None:
+                    completed_batch = self._count_in_batch(tx, Batch.from_document(job.batch_id, batch_doc), target, now)
+            tx.set(c.JOBS, job_id, updated.to_document())
+            return Transition(updated, changed=True, completed_batch=completed_batch)
+
+        return self._store.transaction(run)
+
+    def record_progress(self, job_id: str, progress: float) -> None:
+        """Write progress without a transaction (it is advisory and may be overtaken)."""
+        self._store.update(c.JOBS, job_id, {"progress": round(min(max(progress, 0.0), 1.0), 4), "updated_at": self._clock()})
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _release_quota(tx: Transaction, job: Job, quota: dict[str, Any]) -> None:
+        active = max(0, int(quota.get("active_jobs", 0)) - 1)
+        update: dict[str, Any] = {"active_jobs": active}
+        produced = len(job.outputs)
+        if produced < job.images and quota.get("day") == day_key(job.created_at):
+            update["day_images"] = max(0, int(quota.get("day_images", 0)) - (job.images - produced))
+        tx.set(c.QUOTAS, job.user_id, {**quota, **update})
+
+    @staticmethod
+    def _count_in_batch(tx: Transaction, batch: Batch, target: JobStatus, now: dt.datetime) -> Batch | None:
+        counter = {JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}[target]
+        setattr(batch, counter, getattr(batch, counter) + 1)
+        batch.updated_at = now
+        done = batch.terminal_jobs >= batch.jobs_total and batch.status is BatchStatus.RUNNING
+        if done:
+            batch.status = BatchStatus.COMPLETED
+            batch.completed_at = now
+        tx.set(c.BATCHES, batch.id, batch.to_document())
+        return batch if done else None
+
+
+def usage_record(job: Job, now: dt.datetime) -> dict[str, Any]:
+    """The one usage (billing) record of a terminal job."""
+    return {
+        "user_id": job.user_id,
+        "job_id": job.id,
+        "batch_id": job.batch_id,
+        "status": job.status.value,
+        "images": len(job.outputs),
+        "steps": int(job.input.get("num_inference_steps", 0)),
+        "width": int(job.input.get("width", 0)),
+        "height": int(job.input.get("height", 0)),
+        "model": job.model_name,
+        "model_version": job.model_version,
+        "gpu_seconds": job.gpu_seconds or 0.0,
+        "recorded_at": now,
+        "day": day_key(now),
+    }

@@ -1,0 +1,1 @@
+"""The local stack: the official GCP emulators, fake-gcs-server, topology bootstrap."""

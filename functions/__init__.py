@@ -1,0 +1,1 @@
+"""gpupipe Cloud Function entry points (functions-framework)."""

@@ -1,0 +1,1 @@
+"""The GPU worker: pull jobs, batch them onto the GPU, deliver images."""
