@@ -59,7 +59,9 @@ class JobLedger:
         return job
 
     # ------------------------------------------------------------------ admission
-    def admit(self, tx: Transaction, user: User, job: Job, *, extra_writes: Callable[[Transaction], None] | None = None) -> None:
+    def admit(
+        self, tx: Transaction, user: User, job: Job, *, extra_writes: Callable[[Transaction], None] | None = None
+    ) -> None:
         """Inside the caller's transaction, after its own reads: check the user's concurrency
         and daily-image limits, reserve them and create the job. Raises `ResourceExhausted`."""
         now = self._clock()
@@ -121,7 +123,9 @@ class JobLedger:
                 self._release_quota(tx, updated, quota or {})
                 tx.create(c.USAGE, job_id, usage_record(updated, now))
                 if batch_doc is not None and job.batch_id is not None:
-                    completed_batch = self._count_in_batch(tx, Batch.from_document(job.batch_id, batch_doc), target, now)
+                    completed_batch = self._count_in_batch(
+                        tx, Batch.from_document(job.batch_id, batch_doc), target, now
+                    )
             tx.set(c.JOBS, job_id, updated.to_document())
             return Transition(updated, changed=True, completed_batch=completed_batch)
 
@@ -129,7 +133,9 @@ class JobLedger:
 
     def record_progress(self, job_id: str, progress: float) -> None:
         """Write progress without a transaction (it is advisory and may be overtaken)."""
-        self._store.update(c.JOBS, job_id, {"progress": round(min(max(progress, 0.0), 1.0), 4), "updated_at": self._clock()})
+        self._store.update(
+            c.JOBS, job_id, {"progress": round(min(max(progress, 0.0), 1.0), 4), "updated_at": self._clock()}
+        )
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -143,7 +149,9 @@ class JobLedger:
 
     @staticmethod
     def _count_in_batch(tx: Transaction, batch: Batch, target: JobStatus, now: dt.datetime) -> Batch | None:
-        counter = {JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}[target]
+        counter = {JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}[
+            target
+        ]
         setattr(batch, counter, getattr(batch, counter) + 1)
         batch.updated_at = now
         done = batch.terminal_jobs >= batch.jobs_total and batch.status is BatchStatus.RUNNING

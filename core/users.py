@@ -79,8 +79,12 @@ class ApiKey:
 
     @classmethod
     def from_document(cls, doc_id: str, doc: Mapping[str, Any]) -> ApiKey:
-        return cls(id=doc_id, **{k: doc[k] for k in ("user_id", "digest", "created_at")},
-                   revoked_at=doc.get("revoked_at"), label=doc.get("label", ""))
+        return cls(
+            id=doc_id,
+            **{k: doc[k] for k in ("user_id", "digest", "created_at")},
+            revoked_at=doc.get("revoked_at"),
+            label=doc.get("label", ""),
+        )
 
 
 def new_api_key() -> tuple[str, str]:
