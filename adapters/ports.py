@@ -88,9 +88,7 @@ class BlobStore(abc.ABC):
         metadata: Mapping[str, str] | None = None,
     ) -> BlobInfo:
         """Create-only write; `AlreadyExists` if the object exists."""
-        return self.write(
-            bucket, name, data, content_type=content_type, metadata=metadata, if_generation_match=0
-        )
+        return self.write(bucket, name, data, content_type=content_type, metadata=metadata, if_generation_match=0)
 
     @abc.abstractmethod
     def read(self, bucket: str, name: str, *, max_bytes: int | None = None) -> bytes:
