@@ -69,6 +69,7 @@ class Names(_Frozen):
     uploads_topic: str
     uploads_subscription: str
     undeliverable_topic: str
+    undeliverable_subscription: str
 
 
 class WorkerSettings(_Frozen):
@@ -84,7 +85,31 @@ class WorkerSettings(_Frozen):
     model_name: str = "tiny-sd"
     model_path: str | None = None
     health_port: int = 8081
+    health_host: str = "127.0.0.1"
+    """Where /healthz and /metrics listen; 0.0.0.0 in a pod whose kubelet probes them over HTTP."""
     exit_when_idle_seconds: float | None = None
+
+
+class EmulatorSuiteSettings(_Frozen):
+    """Where the local emulator suite (`python -m emulators`) finds its programs and keeps its state."""
+
+    cloud_sdk_root: str | None = Field(
+        default=None, description="google-cloud-cli install root; found from `gcloud` on PATH when unset"
+    )
+    state_dir: str = ".gpupipe"
+    storage_https_port: int | None = Field(default=None, description="fake-gcs-server's HTTPS port (for gsutil)")
+    startup_timeout_seconds: float = 60.0
+
+
+class DispatchSettings(_Frozen):
+    """How the dispatch function sizes Cloud Run worker executions (functions/dispatch.py)."""
+
+    worker_job: str | None = None
+    """Full name of the worker Cloud Run job: projects/P/locations/R/jobs/J."""
+    jobs_per_worker: int = Field(default=8, ge=1)
+    max_workers: int = Field(default=4, ge=0)
+    url: str | None = None
+    """The dispatch function's URL; the API nudges it after a submit when set."""
 
 
 class Settings(_Frozen):
@@ -105,6 +130,8 @@ class Settings(_Frozen):
     request_limits: RequestLimits = RequestLimits()
     user_limits: UserLimitDefaults = UserLimitDefaults()
     worker: WorkerSettings = WorkerSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    emulators: EmulatorSuiteSettings = EmulatorSuiteSettings()
     default_model: str = "tiny-sd"
     signed_url_ttl_seconds: int = 3600
 
@@ -145,6 +172,7 @@ def resource_names(prefix: str) -> dict[str, str]:
         "uploads_topic": f"{prefix}-uploads",
         "uploads_subscription": f"{prefix}-uploads-handler",
         "undeliverable_topic": f"{prefix}-undeliverable",
+        "undeliverable_subscription": f"{prefix}-undeliverable-hold",
     }
 
 
@@ -172,6 +200,11 @@ ENV_VARS: dict[str, str] = {
     "GPUPIPE_UPLOADS_TOPIC": "names.uploads_topic",
     "GPUPIPE_UPLOADS_SUBSCRIPTION": "names.uploads_subscription",
     "GPUPIPE_UNDELIVERABLE_TOPIC": "names.undeliverable_topic",
+    "GPUPIPE_UNDELIVERABLE_SUBSCRIPTION": "names.undeliverable_subscription",
+    "GPUPIPE_CLOUD_SDK_ROOT": "emulators.cloud_sdk_root",
+    "GPUPIPE_STATE_DIR": "emulators.state_dir",
+    "GPUPIPE_STORAGE_EMULATOR_HTTPS_PORT": "emulators.storage_https_port",
+    "GPUPIPE_EMULATOR_STARTUP_TIMEOUT_SECONDS": "emulators.startup_timeout_seconds",
     "GPUPIPE_MAX_PROMPT_CHARS": "request_limits.max_prompt_chars",
     "GPUPIPE_MIN_SIZE": "request_limits.min_size",
     "GPUPIPE_MAX_SIZE": "request_limits.max_size",
@@ -197,7 +230,12 @@ ENV_VARS: dict[str, str] = {
     "GPUPIPE_WORKER_MODEL": "worker.model_name",
     "GPUPIPE_WORKER_MODEL_PATH": "worker.model_path",
     "GPUPIPE_WORKER_HEALTH_PORT": "worker.health_port",
+    "GPUPIPE_WORKER_HEALTH_HOST": "worker.health_host",
     "GPUPIPE_WORKER_EXIT_WHEN_IDLE_SECONDS": "worker.exit_when_idle_seconds",
+    "GPUPIPE_DISPATCH_WORKER_JOB": "dispatch.worker_job",
+    "GPUPIPE_DISPATCH_JOBS_PER_WORKER": "dispatch.jobs_per_worker",
+    "GPUPIPE_DISPATCH_MAX_WORKERS": "dispatch.max_workers",
+    "GPUPIPE_DISPATCH_URL": "dispatch.url",
 }
 
 _LOCAL_PEPPER = "local-development-pepper-not-secret"
