@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from core.jobs import derived_id
+from adapters.ports import AlreadyExists, BlobStore, DocumentStore, Filter
+from core.collections import BATCHES as BATCHES_COLLECTION
+from core.collections import JOBS as JOBS_COLLECTION
+from core.jobs import Job, derived_id
 from core.timeutil import rfc3339
 
 
@@ -88,3 +92,36 @@ class Batch:
             "summary_uri": self.summary_uri,
             "rejection": self.rejection,
         }
+
+
+def summary_object_name(user_id: str, batch_id: str) -> str:
+    return f"{batch_prefix(user_id, batch_id)}/summary.json"
+
+
+def write_summary(blobs: BlobStore, documents: DocumentStore, outputs_bucket: str, batch: Batch) -> str:
+    """Write `summary.json` for a batch whose jobs are all terminal, and record its URI on the
+    batch. Create-only, so whoever finishes the batch (a worker, the dead-letter handler, a
+    cancel, the upload trigger itself) may call it, and a second call changes nothing.
+    Returns the summary's gs:// URI."""
+    name = summary_object_name(batch.user_id, batch.id)
+    uri = f"gs://{outputs_bucket}/{name}"
+    results = []
+    for doc in documents.iterate(JOBS_COLLECTION, where=[Filter("batch_id", "==", batch.id)]):
+        job = Job.from_document(doc.id, doc.data)
+        results.append(
+            {
+                "line": job.batch_line,
+                "job_id": job.id,
+                "status": job.status.value,
+                "outputs": [o.uri for o in job.outputs],
+                "error": {"code": job.error.code, "message": job.error.message} if job.error else None,
+            }
+        )
+    results.sort(key=lambda r: (r["line"] is None, r["line"] or 0))
+    summary = {**batch.to_public(), "summary_uri": uri, "results": results}
+    try:
+        blobs.create(outputs_bucket, name, json.dumps(summary, indent=2).encode(), content_type="application/json")
+    except AlreadyExists:
+        pass
+    documents.update(BATCHES_COLLECTION, batch.id, {"summary_uri": uri})
+    return uri

@@ -60,16 +60,24 @@ class JobLedger:
 
     # ------------------------------------------------------------------ admission
     def admit(
-        self, tx: Transaction, user: User, job: Job, *, extra_writes: Callable[[Transaction], None] | None = None
+        self,
+        tx: Transaction,
+        user: User,
+        job: Job,
+        *,
+        extra_writes: Callable[[Transaction], None] | None = None,
+        enforce_concurrency: bool = True,
     ) -> None:
         """Inside the caller's transaction, after its own reads: check the user's concurrency
-        and daily-image limits, reserve them and create the job. Raises `ResourceExhausted`."""
+        and daily-image limits, reserve them and create the job. Raises `ResourceExhausted`.
+        With `enforce_concurrency=False` (batch jobs from an upload, which the queue paces) the
+        job still takes a concurrency slot but is not refused for lack of one."""
         now = self._clock()
         quota = tx.get(c.QUOTAS, user.id) or {}
         active = int(quota.get("active_jobs", 0))
         today = day_key(now)
         day_images = int(quota.get("day_images", 0)) if quota.get("day") == today else 0
-        if active >= user.limits.max_concurrent_jobs:
+        if enforce_concurrency and active >= user.limits.max_concurrent_jobs:
             raise ResourceExhausted(
                 f"concurrency limit reached: {active} of {user.limits.max_concurrent_jobs} jobs are queued or running",
                 retry_after_seconds=10,

@@ -1,0 +1,457 @@
+"""What an API user can do with jobs: submit, read, list, cancel, and see their usage.
+
+Every read is scoped to the calling user: another user's job or batch is reported as not
+found, exactly like an id that does not exist, so nothing can be inferred about it.
+
+Submitting a job:
+1. validate the body (`core.job_request`), rejecting unknown fields and naming bad ones;
+2. with an `Idempotency-Key`, the job id is derived from (user, key), so at most one job can
+   ever exist per key: a replay with the same body returns that job, another body is a
+   `Conflict`. A create-only claim document makes concurrent submits with one key wait for
+   the first instead of all contending in the admission transaction;
+3. count the request in the user's per-minute window (a document shared by every instance);
+4. admit: check and reserve the concurrency and daily-image limits and create the job, in one
+   transaction (`JobLedger.admit`);
+5. publish the job message. Publishing is retried a bounded number of times. If it still
+   fails, the job is failed through the ledger with `error.code = "unavailable"` (releasing its
+   quota, recording zero images) and the caller gets `Unavailable` (503): a job is never left
+   queued with no message that would ever run it. A retry with the same `Idempotency-Key` then
+   returns that failed job, so clients should submit again with a new key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from adapters.ports import (
+    AdapterError,
+    AlreadyExists,
+    BackendUnavailable,
+    BlobStore,
+    DocumentStore,
+    Filter,
+    Order,
+    Publisher,
+    Transaction,
+    TransactionAborted,
+)
+from core import collections as c
+from core.batches import Batch, write_summary
+from core.errors import (
+    Conflict,
+    FieldError,
+    InvalidArgument,
+    InvalidTransition,
+    NotFoundError,
+    ResourceExhausted,
+    Unavailable,
+)
+from core.job_request import validate_request
+from core.jobs import Job, JobError, JobStatus, derived_id, job_message, new_job_id, request_fingerprint
+from core.ledger import JobLedger
+from core.settings import Settings
+from core.timeutil import day_key, utcnow
+from core.users import User
+
+log = logging.getLogger(__name__)
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+PUBLISH_UNAVAILABLE = "unavailable"
+
+
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    job: Job
+    created: bool
+    """False when an `Idempotency-Key` replay returned an existing job."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_page_token: str | None
+
+
+class JobService:
+    def __init__(
+        self,
+        documents: DocumentStore,
+        publisher: Publisher,
+        settings: Settings,
+        *,
+        blobs: BlobStore,
+        clock: Callable[[], dt.datetime] = utcnow,
+        publish_timeout: float = 5.0,
+        publish_attempts: int = 3,
+        claim_wait_seconds: float = 15.0,
+        admission_wait_seconds: float = 20.0,
+    ) -> None:
+        self._documents = documents
+        self._publisher = publisher
+        self._blobs = blobs
+        self._settings = settings
+        self._ledger = JobLedger(documents, clock=clock)
+        self._clock = clock
+        self._publish_timeout = publish_timeout
+        self._publish_attempts = publish_attempts
+        self._claim_wait_seconds = claim_wait_seconds
+        self._admission_wait_seconds = admission_wait_seconds
+        self._user_locks = _KeyedLocks()
+
+    # ------------------------------------------------------------------ submit
+    def submit(self, user: User, body: Any, *, idempotency_key: str | None = None) -> Submitted:
+        request = validate_request(body, self._settings.request_limits)
+        fingerprint = request_fingerprint(body)
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
+            job_id = derived_id("job", user.id, "idempotency", idempotency_key)
+            existing = self._ledger.get(job_id)
+            if existing is not None:
+                return Submitted(_same_request(existing, fingerprint), created=False)
+        else:
+            job_id = new_job_id()
+
+        self._check_model(request.get("model"))
+        self._count_request(user)
+        now = self._clock()
+        job = Job(
+            id=job_id,
+            user_id=user.id,
+            status=JobStatus.QUEUED,
+            input=request,
+            model_name=request.get("model") or self._settings.default_model,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+        )
+        if idempotency_key is not None and not self._claim(job):
+            waited = self._wait_for_claimed_job(job)
+            if waited is not None:
+                return Submitted(_same_request(waited, fingerprint), created=False)
+        try:
+            admitted, created = self._admit(user, job)
+        except ResourceExhausted:
+            if idempotency_key is not None:
+                self._documents.delete(c.IDEMPOTENCY, job.id)  # the key may be used again later
+            raise
+        if not created:
+            return Submitted(_same_request(admitted, fingerprint), created=False)
+        self._publish(admitted)
+        log.info("job queued", extra={"job_id": job.id, "user_id": user.id})
+        return Submitted(admitted, created=True)
+
+    def _admit(self, user: User, job: Job) -> tuple[Job, bool]:
+        # Every admission of one user's job reads and writes that user's quota document, so
+        # concurrent admissions of one user contend in the document store (in the Firestore
+        # emulator each contended commit waits seconds). Requests of one user in this process
+        # take turns instead; only requests on other instances can still contend.
+        lock = self._user_locks.lock_for(user.id)
+        if not lock.acquire(timeout=self._admission_wait_seconds):
+            raise Unavailable("too many concurrent submissions for this account; try again", 2)
+        try:
+            return self._admit_in_transaction(user, job)
+        finally:
+            lock.release()
+
+    def _admit_in_transaction(self, user: User, job: Job) -> tuple[Job, bool]:
+        def run(tx: Transaction) -> tuple[Job, bool]:
+            doc = tx.get(c.JOBS, job.id)
+            if doc is not None:
+                return Job.from_document(job.id, doc), False
+            self._ledger.admit(tx, user, job)
+            return job, True
+
+        try:
+            return self._documents.transaction(run)
+        except (AlreadyExists, TransactionAborted) as exc:
+            # Another submit with the same id won the race (or contention gave up): its job is ours.
+            existing = self._ledger.get(job.id)
+            if existing is not None:
+                return existing, False
+            if isinstance(exc, TransactionAborted):
+                raise Unavailable("too many concurrent changes to this account; try again", 2) from None
+            raise
+
+    def _claim(self, job: Job) -> bool:
+        """Take the idempotency key; False when another request holds it (it may be ours to wait for)."""
+        claim = {"user_id": job.user_id, "request_hash": job.request_hash, "claimed_at": job.created_at}
+        try:
+            self._documents.create(c.IDEMPOTENCY, job.id, claim)
+            return True
+        except AlreadyExists:
+            held = self._documents.get(c.IDEMPOTENCY, job.id)
+            if held is not None and held.get("request_hash") != job.request_hash:
+                raise _idempotency_conflict() from None
+            return False
+
+    def _wait_for_claimed_job(self, job: Job) -> Job | None:
+        """Bounded wait for the request holding the key to create its job. None when the holder
+        gave the key up or went silent: then this request admits the job itself, which is safe
+        because the job id is fixed by the key and creation is create-only."""
+        deadline = time.monotonic() + self._claim_wait_seconds
+        delay = 0.05
+        while time.monotonic() < deadline:
+            existing = self._ledger.get(job.id)
+            if existing is not None:
+                return existing
+            if self._documents.get(c.IDEMPOTENCY, job.id) is None:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        return None
+
+    def _check_model(self, name: str | None) -> None:
+        """A named model must be registered (the default model is the deployment's own choice)."""
+        if name is None or name == self._settings.default_model:
+            return
+        if self._documents.get(c.MODELS, name) is None:
+            raise InvalidArgument(
+                "invalid job request: model", [FieldError("model", f"is not a registered model, got {name!r}")]
+            )
+
+    def _count_request(self, user: User) -> None:
+        """Fixed one-minute window per user, counted in a shared document so every instance
+        sees the same count. Increment-then-read never under-counts under concurrency."""
+        now = self._clock()
+        window = int(now.timestamp()) // 60
+        doc_id = f"{user.id}_{window}"
+        self._documents.increment(c.RATE_WINDOWS, doc_id, {"count": 1})
+        count = int((self._documents.get(c.RATE_WINDOWS, doc_id) or {}).get("count", 0))
+        if count > user.limits.requests_per_minute:
+            retry_after = 60 - int(now.timestamp()) % 60
+            raise ResourceExhausted(
+                f"rate limit reached: {user.limits.requests_per_minute} submissions per minute",
+                retry_after_seconds=max(1, retry_after),
+            )
+
+    def _publish(self, job: Job) -> None:
+        attributes = job_message(job)
+        last_error: AdapterError | None = None
+        for attempt in range(self._publish_attempts):
+            try:
+                self._publisher.publish(
+                    self._settings.names.jobs_topic, job.id.encode(), attributes, timeout=self._publish_timeout
+                )
+                return
+            except AdapterError as exc:
+                last_error = exc
+                log.warning(
+                    "publishing job message failed (attempt %d of %d): %s",
+                    attempt + 1,
+                    self._publish_attempts,
+                    exc,
+                    extra={"job_id": job.id, "user_id": job.user_id},
+                )
+                if attempt + 1 < self._publish_attempts:
+                    time.sleep(min(0.2 * 2**attempt, 1.0))
+        message = (
+            "the job could not be queued because the message service is unavailable; "
+            "it was not run and not billed: submit it again"
+        )
+
+        def record(failed: Job) -> None:
+            failed.error = JobError(PUBLISH_UNAVAILABLE, message)
+
+        try:
+            self._ledger.transition(job.id, JobStatus.FAILED, record)
+        except AdapterError:
+            log.exception("could not fail an unpublished job", extra={"job_id": job.id, "user_id": job.user_id})
+        raise Unavailable(f"could not queue job {job.id}: {last_error}", retry_after_seconds=10)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, user: User, job_id: str) -> Job:
+        job = self._ledger.get(job_id) if _plausible_id(job_id) else None
+        if job is None or job.user_id != user.id:
+            raise NotFoundError(f"job {job_id} not found")
+        return job
+
+    def list(
+        self, user: User, *, status: str | None = None, page_size: int | None = None, page_token: str | None = None
+    ) -> JobPage:
+        """The user's jobs, newest first. Paging is by cursor: `next_page_token` continues it."""
+        where = [Filter("user_id", "==", user.id)]
+        if status is not None:
+            try:
+                where.append(Filter("status", "==", JobStatus(status).value))
+            except ValueError:
+                allowed = ", ".join(s.value for s in JobStatus)
+                raise InvalidArgument(
+                    "invalid status filter", [FieldError("status", f"must be one of {allowed}, got {status!r}")]
+                ) from None
+        size = DEFAULT_PAGE_SIZE if page_size is None else page_size
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise InvalidArgument(
+                "invalid page size", [FieldError("page_size", f"must be from 1 to {MAX_PAGE_SIZE}, got {size}")]
+            )
+        cursor = _decode_token(page_token, user.id, status) if page_token else None
+        page = self._documents.query(
+            c.JOBS, where=where, order_by=[Order("created_at", descending=True)], limit=size, start_after=cursor
+        )
+        jobs = [Job.from_document(d.id, d.data) for d in page.documents]
+        token = _encode_token(page.cursor, user.id, status) if page.cursor is not None else None
+        return JobPage(jobs, token)
+
+    def cancel(self, user: User, job_id: str) -> Job:
+        job = self.get(user, job_id)
+        if job.status.terminal:
+            raise Conflict(f"job {job_id} is already {job.status.value}")
+        try:
+            result = self._ledger.transition(job_id, JobStatus.CANCELLED)
+        except InvalidTransition:
+            current = self._ledger.require(job_id)
+            raise Conflict(f"job {job_id} is already {current.status.value}") from None
+        log.info("job cancelled", extra={"job_id": job_id, "user_id": user.id, "batch_id": job.batch_id})
+        if result.completed_batch is not None:
+            write_summary(self._blobs, self._documents, self._settings.names.outputs_bucket, result.completed_batch)
+        return result.job
+
+    def batch(self, user: User, batch_id: str) -> Batch:
+        doc = self._documents.get(c.BATCHES, batch_id) if _plausible_id(batch_id) else None
+        if doc is None or doc.get("user_id") != user.id:
+            raise NotFoundError(f"batch {batch_id} not found")
+        return Batch.from_document(batch_id, doc)
+
+    def usage(self, user: User) -> dict[str, Any]:
+        """The caller's totals over their usage records (one per terminal job), today's share,
+        and where they stand against their limits now."""
+        now = self._clock()
+        today = day_key(now)
+        totals = {"jobs": 0, "images": 0, "gpu_seconds": 0.0, "steps": 0}
+        by_status = {s.value: 0 for s in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)}
+        day = {"jobs": 0, "images": 0, "gpu_seconds": 0.0}
+        for doc in self._documents.iterate(c.USAGE, where=[Filter("user_id", "==", user.id)]):
+            record = doc.data
+            images = int(record.get("images", 0))
+            gpu = float(record.get("gpu_seconds") or 0.0)
+            totals["jobs"] += 1
+            totals["images"] += images
+            totals["gpu_seconds"] += gpu
+            totals["steps"] += int(record.get("steps", 0)) * max(images, 0)
+            if record.get("status") in by_status:
+                by_status[record["status"]] += 1
+            if record.get("day") == today:
+                day["jobs"] += 1
+                day["images"] += images
+                day["gpu_seconds"] += gpu
+        quota = self._documents.get(c.QUOTAS, user.id) or {}
+        return {
+            **totals,
+            "gpu_seconds": round(float(totals["gpu_seconds"]), 3),
+            "by_status": by_status,
+            "today": {**day, "date": today, "gpu_seconds": round(float(day["gpu_seconds"]), 3)},
+            "active_jobs": int(quota.get("active_jobs", 0)),
+            "daily_images_reserved": int(quota.get("day_images", 0)) if quota.get("day") == today else 0,
+            "limits": dataclasses.asdict(user.limits),
+        }
+
+
+def list_models(documents: DocumentStore) -> list[dict[str, Any]]:
+    """The registered models (the worker engineer's registry is the source of truth)."""
+    from core.model_registry import list_models as registry_list_models
+
+    return registry_list_models(documents)
+
+
+# ---------------------------------------------------------------------- helpers
+class _KeyedLocks:
+    """One lock per key, dropped again when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, _CountedLock] = {}
+
+    def lock_for(self, key: str) -> _CountedLock:
+        with self._guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = _CountedLock(self, key)
+            lock.users += 1
+            return lock
+
+    def _done(self, lock: _CountedLock) -> None:
+        with self._guard:
+            lock.users -= 1
+            if lock.users == 0:
+                self._locks.pop(lock.key, None)
+
+
+class _CountedLock:
+    def __init__(self, owner: _KeyedLocks, key: str) -> None:
+        self._owner = owner
+        self._lock = threading.Lock()
+        self.key = key
+        self.users = 0
+
+    def acquire(self, timeout: float) -> bool:
+        if self._lock.acquire(timeout=timeout):
+            return True
+        self._owner._done(self)
+        return False
+
+    def release(self) -> None:
+        self._lock.release()
+        self._owner._done(self)
+
+
+def _same_request(job: Job, fingerprint: str) -> Job:
+    if job.request_hash != fingerprint:
+        raise _idempotency_conflict()
+    return job
+
+
+def _idempotency_conflict() -> Conflict:
+    return Conflict("this Idempotency-Key was already used with a different request body")
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable() or not key.isascii():
+        raise InvalidArgument(
+            "invalid Idempotency-Key",
+            [FieldError("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters")],
+        )
+
+
+def _plausible_id(value: str) -> bool:
+    # Document ids cannot contain "/" and are bounded; anything else cannot name a stored object.
+    return 0 < len(value) <= 200 and "/" not in value and value not in (".", "..") and not value.startswith("__")
+
+
+def _encode_token(cursor: tuple[Any, ...], user_id: str, status: str | None) -> str:
+    values = [{"t": v.isoformat()} if isinstance(v, dt.datetime) else v for v in cursor]
+    payload = json.dumps({"c": values, "u": user_id, "s": status}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, user_id: str, status: str | None) -> tuple[Any, ...]:
+    bad = InvalidArgument("invalid page token", [FieldError("page_token", "is not a token this listing returned")])
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad from None
+    if not isinstance(payload, Mapping) or payload.get("u") != user_id or payload.get("s") != status:
+        raise bad
+    values = payload.get("c")
+    if not isinstance(values, list) or len(values) != 2:
+        raise bad
+    try:
+        decoded = [dt.datetime.fromisoformat(v["t"]) if isinstance(v, Mapping) else v for v in values]
+    except (KeyError, TypeError, ValueError):
+        raise bad from None
+    if not isinstance(decoded[0], dt.datetime) or not isinstance(decoded[1], str):
+        raise bad
+    return tuple(decoded)
+
+
+__all__ = ["BackendUnavailable", "JobPage", "JobService", "Submitted", "list_models"]

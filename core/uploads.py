@@ -1,0 +1,483 @@
+"""The upload trigger: a JSON-lines file finalized in the inbox bucket becomes a batch of jobs.
+
+Contract (see DESIGN.md, "The upload trigger"):
+- `gs://<inbox>/<user_id>/<any path>.jsonl`: every non-empty line is a job request.
+- The batch id comes from (bucket, object, generation) and each job id from (batch id, line
+  number), so a redelivered or replayed event creates nothing new.
+- Invalid lines are listed in `gs://<outputs>/<user_id>/batches/<batch_id>/errors.jsonl` as
+  `{"line": n, "error": {"code", "message", "details": [{"field", "message"}]}}`; valid lines run.
+- A file that cannot be read at all is rejected whole: `.../batches/<batch_id>/rejected.json`
+  holds `{"batch_id", "source", "status": "rejected", "error": {"code", "message"}}` (and, for
+  a known user, the batch document says `rejected` too). Reasons: unknown user, not a `.jsonl`
+  name, too large (bytes or lines, from settings), not UTF-8, no line that is JSON at all.
+- Quota: batch jobs count against the user's daily image quota and occupy concurrency slots,
+  but are not refused for lack of a slot (the queue paces a batch; a 100-line file must not
+  fail 92 lines against a concurrency limit of 8). Lines past the daily image quota get no
+  job: they appear in `errors.jsonl` with `error.code = "resource_exhausted"`.
+
+Exactly-once ingestion: the first delivery takes a create-only claim document and ingests;
+concurrent duplicates wait (bounded) for it to finish and then do nothing. Every step is
+idempotent (create-only job admission, create-only objects), so a delivery that takes over a
+claim whose holder died (after `claim_lease_seconds`) or failed redoes the work safely.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.ports import (
+    AdapterError,
+    AlreadyExists,
+    BackendUnavailable,
+    BlobStore,
+    DocumentStore,
+    Publisher,
+    Transaction,
+)
+from core import collections as c
+from core.batches import Batch, BatchStatus, batch_id_for, batch_job_id, batch_prefix, write_summary
+from core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from core.job_request import MAX_SEED, validate_request
+from core.jobs import Job, JobStatus, job_message
+from core.ledger import JobLedger
+from core.settings import Settings
+from core.timeutil import rfc3339, utcnow
+from core.users import USER_ID_PATTERN, User
+
+log = logging.getLogger(__name__)
+
+FINALIZE = "OBJECT_FINALIZE"
+
+
+class MalformedNotification(ValueError):
+    """The message is not a Cloud Storage notification; retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class StorageNotification:
+    """The parts of a Cloud Storage Pub/Sub notification the trigger needs."""
+
+    bucket: str
+    name: str
+    generation: str
+    event_type: str
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+    @classmethod
+    def from_message(cls, attributes: Mapping[str, str], data: bytes) -> StorageNotification:
+        """From a notification message: the attributes (`bucketId`, `objectId`,
+        `objectGeneration`, `eventType`) with the JSON object resource in the data as fallback."""
+        resource: Mapping[str, Any] = {}
+        if data:
+            try:
+                decoded = json.loads(data)
+                resource = decoded if isinstance(decoded, Mapping) else {}
+            except (ValueError, UnicodeDecodeError):
+                resource = {}
+        bucket = attributes.get("bucketId") or resource.get("bucket")
+        name = attributes.get("objectId") or resource.get("name")
+        generation = attributes.get("objectGeneration") or resource.get("generation")
+        event_type = attributes.get("eventType")
+        missing = [k for k, v in (("bucketId", bucket), ("objectId", name), ("eventType", event_type)) if not v]
+        if missing:
+            raise MalformedNotification(f"not a storage notification: missing {', '.join(missing)}")
+        if not generation and event_type == FINALIZE:
+            raise MalformedNotification("not a storage notification: missing objectGeneration")
+        return cls(str(bucket), str(name), str(generation or ""), str(event_type))
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    kind: str
+    """`ignored`, `rejected`, `ingested` or `duplicate`."""
+    batch_id: str | None = None
+    reason: str | None = None
+    jobs: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int
+    request: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+class _Rejected(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class UploadTrigger:
+    def __init__(
+        self,
+        documents: DocumentStore,
+        blobs: BlobStore,
+        publisher: Publisher,
+        settings: Settings,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        claim_lease_seconds: float = 540.0,
+        duplicate_wait_seconds: float = 30.0,
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self._documents = documents
+        self._blobs = blobs
+        self._publisher = publisher
+        self._settings = settings
+        self._limits = settings.request_limits
+        self._ledger = JobLedger(documents, clock=clock)
+        self._clock = clock
+        self._claim_lease_seconds = claim_lease_seconds
+        self._duplicate_wait_seconds = duplicate_wait_seconds
+        self._publish_timeout = publish_timeout
+
+    def handle(self, event: StorageNotification) -> UploadOutcome:
+        names = self._settings.names
+        if event.event_type != FINALIZE:
+            log.info("ignoring %s event for %s: only %s makes a batch", event.event_type, event.uri, FINALIZE)
+            return UploadOutcome("ignored", reason="event type")
+        if event.bucket != names.inbox_bucket:
+            log.info("ignoring upload to %s: not the inbox bucket %s", event.uri, names.inbox_bucket)
+            return UploadOutcome("ignored", reason="bucket")
+        user_id, _, path = event.name.partition("/")
+        if not user_id or not path or path.endswith("/"):
+            log.warning("ignoring %s: uploads go under <user_id>/<path>.jsonl", event.uri)
+            return UploadOutcome("ignored", reason="path")
+        batch_id = batch_id_for(event.bucket, event.name, event.generation)
+        context = {"batch_id": batch_id, "user_id": user_id}
+
+        user = self._user(user_id)
+        try:
+            if user is None:
+                raise _Rejected("unknown_user", f"there is no user {user_id!r}: upload under your own user id")
+            if not path.endswith(".jsonl"):
+                raise _Rejected("invalid_argument", "only files named *.jsonl become batches")
+            data = self._read(event)
+            if data is None:
+                return UploadOutcome("ignored", batch_id, reason="stale generation")
+            lines = self._parse(data)
+        except _Rejected as rejected:
+            self._reject(user, user_id, batch_id, event, rejected)
+            log.warning("upload %s rejected: %s", event.uri, rejected.message, extra=context)
+            return UploadOutcome("rejected", batch_id, reason=rejected.code)
+
+        if not self._claim(batch_id):
+            log.info("upload %s was already ingested", event.uri, extra=context)
+            return UploadOutcome("duplicate", batch_id)
+        try:
+            outcome = self._ingest(user, batch_id, event, lines)
+        except BaseException:
+            self._release_claim(batch_id)
+            raise
+        self._finish_claim(batch_id)
+        log.info(
+            "upload %s became batch with %d jobs, %d errors",
+            event.uri,
+            outcome.jobs,
+            outcome.errors,
+            extra=context,
+        )
+        return outcome
+
+    # ------------------------------------------------------------------ reading
+    def _user(self, user_id: str) -> User | None:
+        if not USER_ID_PATTERN.match(user_id):
+            return None
+        doc = self._documents.get(c.USERS, user_id)
+        if doc is None:
+            return None
+        user = User.from_document(user_id, doc)
+        return None if user.disabled else user
+
+    def _read(self, event: StorageNotification) -> bytes | None:
+        """The object's bytes, or None when the event is for an older generation (the newer
+        upload has its own event and its own batch)."""
+        limit = self._limits.max_upload_bytes
+        info = self._blobs.stat(event.bucket, event.name)
+        if info is None or str(info.generation) != event.generation:
+            log.info("ignoring %s generation %s: the object is gone or newer", event.uri, event.generation)
+            return None
+        if info.size > limit:
+            raise _Rejected("payload_too_large", f"the file is {info.size} bytes; the limit is {limit}")
+        data = self._blobs.read(event.bucket, event.name, max_bytes=limit + 1)
+        if len(data) > limit:
+            raise _Rejected("payload_too_large", f"the file is larger than the limit of {limit} bytes")
+        return data
+
+    def _parse(self, data: bytes) -> list[_Line]:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Rejected("invalid_encoding", f"the file is not UTF-8 (byte {exc.start})") from None
+        raw_lines = [(n, raw.strip()) for n, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1)]
+        raw_lines = [(n, raw) for n, raw in raw_lines if raw]
+        if not raw_lines:
+            raise _Rejected("invalid_argument", "the file has no job lines")
+        if len(raw_lines) > self._limits.max_upload_lines:
+            raise _Rejected(
+                "payload_too_large",
+                f"the file has {len(raw_lines)} lines; the limit is {self._limits.max_upload_lines}",
+            )
+        lines: list[_Line] = []
+        for number, raw in raw_lines:
+            try:
+                decoded = json.loads(raw)
+            except ValueError as exc:
+                lines.append(
+                    _Line(number, None, _error("invalid_argument", "the line is not JSON", "(line)", str(exc)))
+                )
+                continue
+            try:
+                request = validate_request(decoded, self._limits, choose_seed=False)
+            except InvalidArgument as exc:
+                lines.append(_Line(number, None, _invalid(exc)))
+                continue
+            lines.append(_Line(number, request, None))
+        if all(line.error is not None and line.error.get("json") is False for line in lines):
+            raise _Rejected("invalid_argument", "no line of the file is JSON: expected one JSON object per line")
+        return [dataclasses.replace(line, error=_public_error(line.error)) for line in lines]
+
+    # ------------------------------------------------------------------ claim
+    def _claim(self, batch_id: str) -> bool:
+        """True when this delivery should ingest; False when another already did."""
+        deadline = time.monotonic() + self._duplicate_wait_seconds
+        delay = 0.05
+        while True:
+            try:
+                self._documents.create(c.IDEMPOTENCY, batch_id, {"state": "ingesting", "claimed_at": self._clock()})
+                return True
+            except AlreadyExists:
+                pass
+            claim = self._documents.get(c.IDEMPOTENCY, batch_id)
+            if claim is None:
+                continue  # released between our create and read: try again
+            if claim.get("state") == "done":
+                return False
+            if self._take_over(batch_id):
+                return True
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"batch {batch_id} is being ingested by another delivery; retry later", 30)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _take_over(self, batch_id: str) -> bool:
+        """Take a claim whose holder failed or has been silent longer than the lease."""
+
+        def run(tx: Transaction) -> bool:
+            claim = tx.get(c.IDEMPOTENCY, batch_id)
+            if claim is None or claim.get("state") == "done":
+                return False
+            age = (self._clock() - claim["claimed_at"]).total_seconds()
+            if claim.get("state") != "failed" and age < self._claim_lease_seconds:
+                return False
+            tx.set(c.IDEMPOTENCY, batch_id, {"state": "ingesting", "claimed_at": self._clock()})
+            return True
+
+        return self._documents.transaction(run)
+
+    def _release_claim(self, batch_id: str) -> None:
+        try:
+            self._documents.update(c.IDEMPOTENCY, batch_id, {"state": "failed"})
+        except AdapterError:
+            log.warning("could not release the ingestion claim", extra={"batch_id": batch_id})
+
+    def _finish_claim(self, batch_id: str) -> None:
+        self._documents.update(c.IDEMPOTENCY, batch_id, {"state": "done", "done_at": self._clock()})
+
+    # ------------------------------------------------------------------ ingesting
+    def _ingest(self, user: User, batch_id: str, event: StorageNotification, lines: list[_Line]) -> UploadOutcome:
+        now = self._clock()
+        valid = [line for line in lines if line.request is not None]
+        errors = [{"line": line.number, "error": line.error} for line in lines if line.error is not None]
+        invalid = len(errors)
+        batch = Batch(
+            id=batch_id,
+            user_id=user.id,
+            source_uri=event.uri,
+            status=BatchStatus.RUNNING,
+            created_at=now,
+            updated_at=now,
+            total_lines=len(lines),
+            jobs_total=len(valid),  # an upper bound until ingestion ends, so the batch cannot complete early
+            invalid_lines=invalid,
+        )
+        try:
+            self._documents.create(c.BATCHES, batch_id, batch.to_document())
+        except AlreadyExists:
+            pass  # a delivery before us got this far
+        queued: list[Job] = []
+        admitted = 0
+        for line in valid:
+            assert line.request is not None
+            job = self._job(user, batch_id, line.number, line.request, now)
+            try:
+                current = self._admit(user, job)
+            except ResourceExhausted as exc:
+                errors.append({"line": line.number, "error": {"code": ResourceExhausted.code, "message": exc.message}})
+                continue
+            admitted += 1
+            if current.status is JobStatus.QUEUED:
+                queued.append(current)
+        for job in queued:
+            self._publish(job)
+        errors_uri = self._write_errors(user.id, batch_id, sorted(errors, key=lambda e: e["line"]))
+        completed = self._finalize(batch_id, admitted, invalid, errors_uri)
+        if completed is not None:
+            write_summary(self._blobs, self._documents, self._settings.names.outputs_bucket, completed)
+        return UploadOutcome("ingested", batch_id, jobs=admitted, errors=len(errors))
+
+    def _job(self, user: User, batch_id: str, line: int, request: dict[str, Any], now: dt.datetime) -> Job:
+        job_id = batch_job_id(batch_id, line)
+        if request.get("seed") is None:
+            # Derived, not random, so a replay computes the very same job.
+            request = {**request, "seed": int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % (MAX_SEED + 1)}
+        return Job(
+            id=job_id,
+            user_id=user.id,
+            status=JobStatus.QUEUED,
+            input=request,
+            model_name=request.get("model") or self._settings.default_model,
+            created_at=now,
+            updated_at=now,
+            batch_id=batch_id,
+            batch_line=line,
+        )
+
+    def _admit(self, user: User, job: Job) -> Job:
+        def run(tx: Transaction) -> Job:
+            doc = tx.get(c.JOBS, job.id)
+            if doc is not None:
+                return Job.from_document(job.id, doc)
+            self._ledger.admit(tx, user, job, enforce_concurrency=False)
+            return job
+
+        try:
+            return self._documents.transaction(run)
+        except AlreadyExists:
+            return self._ledger.require(job.id)
+
+    def _publish(self, job: Job) -> None:
+        try:
+            self._publisher.publish(
+                self._settings.names.jobs_topic, job.id.encode(), job_message(job), timeout=self._publish_timeout
+            )
+        except AdapterError as exc:
+            # The event is retried; the retry finds the job queued and publishes it then.
+            raise BackendUnavailable(f"could not publish job {job.id}: {exc}") from exc
+
+    def _write_errors(self, user_id: str, batch_id: str, errors: list[dict[str, Any]]) -> str | None:
+        if not errors:
+            return None
+        bucket = self._settings.names.outputs_bucket
+        name = f"{batch_prefix(user_id, batch_id)}/errors.jsonl"
+        body = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in errors).encode()
+        try:
+            self._blobs.create(bucket, name, body, content_type="application/x-ndjson")
+        except AlreadyExists:
+            pass
+        return f"gs://{bucket}/{name}"
+
+    def _finalize(self, batch_id: str, admitted: int, invalid: int, errors_uri: str | None) -> Batch | None:
+        """Set the real job count; the batch is complete now if every admitted job already
+        ended (or there were none). Returns the batch when this call completed it."""
+
+        def run(tx: Transaction) -> Batch | None:
+            doc = tx.get(c.BATCHES, batch_id)
+            if doc is None:
+                raise AdapterError(f"batch {batch_id} vanished during ingestion")
+            batch = Batch.from_document(batch_id, doc)
+            batch.jobs_total = admitted
+            batch.invalid_lines = invalid
+            batch.errors_uri = errors_uri
+            batch.updated_at = self._clock()
+            done = batch.status is BatchStatus.RUNNING and batch.terminal_jobs >= batch.jobs_total
+            if done:
+                batch.status = BatchStatus.COMPLETED
+                batch.completed_at = batch.updated_at
+            tx.set(c.BATCHES, batch_id, batch.to_document())
+            return batch if done else None
+
+        return self._documents.transaction(run)
+
+    # ------------------------------------------------------------------ rejecting
+    def _reject(
+        self, user: User | None, user_id: str, batch_id: str, event: StorageNotification, rejected: _Rejected
+    ) -> None:
+        now = self._clock()
+        bucket = self._settings.names.outputs_bucket
+        body = {
+            "batch_id": batch_id,
+            "source": event.uri,
+            "status": BatchStatus.REJECTED.value,
+            "error": {"code": rejected.code, "message": rejected.message},
+            "rejected_at": rfc3339(now),
+        }
+        name = f"{batch_prefix(user_id, batch_id)}/rejected.json"
+        try:
+            self._blobs.create(bucket, name, json.dumps(body, indent=2).encode(), content_type="application/json")
+        except AlreadyExists:
+            pass
+        if user is not None:
+            batch = Batch(
+                id=batch_id,
+                user_id=user.id,
+                source_uri=event.uri,
+                status=BatchStatus.REJECTED,
+                created_at=now,
+                updated_at=now,
+                completed_at=now,
+                rejection=f"{rejected.code}: {rejected.message}",
+            )
+            try:
+                self._documents.create(c.BATCHES, batch_id, batch.to_document())
+            except AlreadyExists:
+                pass
+
+
+def decode_message_data(data: str | bytes | None) -> bytes:
+    """Pub/Sub message data as delivered in a push body or CloudEvent (base64 text)."""
+    if not data:
+        return b""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedNotification("message data is not base64") from None
+
+
+def _error(code: str, message: str, field: str, detail: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "details": [{"field": field, "message": detail}], "json": False}
+
+
+def _invalid(exc: InvalidArgument) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "details": [d.as_dict() for d in exc.details]}
+
+
+def _public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {k: v for k, v in error.items() if k != "json"}
+
+
+__all__ = [
+    "MalformedNotification",
+    "StorageNotification",
+    "UploadOutcome",
+    "UploadTrigger",
+    "decode_message_data",
+]

@@ -1,0 +1,206 @@
+"""The `api` HTTP function's routing and encoding: decode a request, call a core service,
+encode the result (or the error envelope). Every route of the v1 contract lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import flask
+
+from adapters.ports import AdapterError
+from core.errors import FieldError, GpupipeError, InvalidArgument, PayloadTooLarge, UnsupportedMediaType
+from core.jobs import Job
+from core.logs import trace_context
+from core.submission import list_models
+from core.users import User
+from functions.http import errors
+from functions.http.docs import render_docs
+from functions.http.openapi import openapi_document
+from functions.wiring import Services
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+_ID = r"(?P<id>[^/:]+)"
+
+Handler = Callable[["Call"], flask.Response]
+
+
+@dataclass(frozen=True)
+class Call:
+    request: flask.Request
+    services: Services
+    params: dict[str, str]
+    user: User | None
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    authenticated: bool = True
+
+
+def handle(request: flask.Request, services: Services) -> flask.Response:
+    trace = request.headers.get("X-Cloud-Trace-Context") or request.headers.get("traceparent")
+    with trace_context(trace):
+        try:
+            return _dispatch(request, services)
+        except GpupipeError as exc:
+            return _error(errors.from_domain(exc))
+        except AdapterError as exc:
+            log.warning("backend failure on %s %s: %s", request.method, request.path, exc)
+            return _error(errors.from_adapter(exc))
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _error(errors.internal())
+
+
+def _dispatch(request: flask.Request, services: Services) -> flask.Response:
+    path = request.path
+    matched = [(route, m) for route in ROUTES if (m := route.pattern.fullmatch(path))]
+    if not matched:
+        return _error(errors.not_found(path))
+    for route, match in matched:
+        if route.method == request.method:
+            user = services.accounts.authenticate(request.headers.get("Authorization")) if route.authenticated else None
+            return route.handler(Call(request, services, match.groupdict(), user))
+    return _error(errors.method_not_allowed(request.method, [route.method for route, _ in matched]))
+
+
+# ---------------------------------------------------------------------- encoding
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    response = flask.Response(json.dumps(body, separators=(",", ":")), status=status, mimetype=JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _error(err: errors.HttpError) -> flask.Response:
+    return _json(err.body(), err.status, err.headers)
+
+
+def _job(call: Call, job: Job) -> dict[str, Any]:
+    settings = call.services.settings
+    blobs = call.services.backends.blobs
+    return job.to_public(lambda bucket, name: blobs.url(bucket, name, ttl_seconds=settings.signed_url_ttl_seconds))
+
+
+def _user(call: Call) -> User:
+    assert call.user is not None, "route is authenticated"
+    return call.user
+
+
+# ---------------------------------------------------------------------- decoding
+def _json_body(request: flask.Request, limit: int) -> Any:
+    mimetype = (request.mimetype or "").lower()
+    if mimetype != JSON:
+        raise UnsupportedMediaType(f"the body must be {JSON}, got {request.content_type or 'no Content-Type'}")
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {limit}")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument("the body is not valid JSON", [FieldError("(body)", str(exc))]) from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _int_arg(request: flask.Request, name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid {name}", [FieldError(name, f"must be an integer, got {raw!r}")]) from None
+
+
+# ---------------------------------------------------------------------- handlers
+def submit_job(call: Call) -> flask.Response:
+    settings = call.services.settings
+    body = _json_body(call.request, settings.request_limits.max_body_bytes)
+    key = call.request.headers.get("Idempotency-Key")
+    submitted = call.services.jobs.submit(_user(call), body, idempotency_key=key)
+    headers = {"Location": f"/v1/jobs/{submitted.job.id}"}
+    if not submitted.created:
+        headers["Idempotent-Replayed"] = "true"
+    return _json(_job(call, submitted.job), 202, headers)
+
+
+def get_job(call: Call) -> flask.Response:
+    return _json(_job(call, call.services.jobs.get(_user(call), call.params["id"])))
+
+
+def list_jobs(call: Call) -> flask.Response:
+    args = call.request.args
+    page = call.services.jobs.list(
+        _user(call),
+        status=args.get("status") or None,
+        page_size=_int_arg(call.request, "page_size"),
+        page_token=args.get("page_token") or None,
+    )
+    return _json({"jobs": [_job(call, j) for j in page.jobs], "next_page_token": page.next_page_token})
+
+
+def cancel_job(call: Call) -> flask.Response:
+    return _json(_job(call, call.services.jobs.cancel(_user(call), call.params["id"])))
+
+
+def get_batch(call: Call) -> flask.Response:
+    return _json(call.services.jobs.batch(_user(call), call.params["id"]).to_public())
+
+
+def get_usage(call: Call) -> flask.Response:
+    return _json(call.services.jobs.usage(_user(call)))
+
+
+def get_models(call: Call) -> flask.Response:
+    models = list_models(call.services.backends.documents)
+    return _json(
+        {
+            "models": [
+                {"name": m["name"], "version": m.get("version"), "default": bool(m.get("default"))} for m in models
+            ]
+        }
+    )
+
+
+def health(call: Call) -> flask.Response:
+    return _json({"status": "ok"})
+
+
+def openapi(call: Call) -> flask.Response:
+    settings = call.services.settings
+    return _json(openapi_document(settings.request_limits, settings.api_url))
+
+
+def docs(call: Call) -> flask.Response:
+    settings = call.services.settings
+    html = render_docs(openapi_document(settings.request_limits, settings.api_url))
+    return flask.Response(html, status=200, mimetype="text/html")
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", re.compile(r"/v1/jobs"), submit_job),
+    Route("GET", re.compile(r"/v1/jobs"), list_jobs),
+    Route("GET", re.compile(rf"/v1/jobs/{_ID}"), get_job),
+    Route("POST", re.compile(rf"/v1/jobs/{_ID}:cancel"), cancel_job),
+    Route("GET", re.compile(rf"/v1/batches/{_ID}"), get_batch),
+    Route("GET", re.compile(r"/v1/usage"), get_usage),
+    Route("GET", re.compile(r"/v1/models"), get_models),
+    Route("GET", re.compile(r"/healthz"), health, authenticated=False),
+    Route("GET", re.compile(r"/openapi\.json"), openapi, authenticated=False),
+    Route("GET", re.compile(r"/docs"), docs, authenticated=False),
+)

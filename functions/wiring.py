@@ -1,0 +1,76 @@
+"""The functions' one wiring point: settings, adapters and core services, built on the first
+request and cached for the life of the process (a warm function instance reuses its clients).
+Nothing is built at import time.
+
+Entry points call `services(environ)`. Tests call `install(settings, backends)` to run the
+functions over backends the test also holds (memory fakes, or adapters on the emulators), and
+`reset()` afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from adapters.factory import Backends, bootstrap
+from core.accounts import Accounts
+from core.dead_letters import DeadLetterHandler
+from core.logs import configure_logging
+from core.settings import Settings
+from core.submission import JobService
+from core.uploads import UploadTrigger
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    backends: Backends
+    accounts: Accounts
+    jobs: JobService
+    uploads: UploadTrigger
+    dead_letters: DeadLetterHandler
+
+
+_lock = threading.Lock()
+_current: Services | None = None
+
+
+def build(settings: Settings, backends: Backends) -> Services:
+    documents, blobs, publisher = backends.documents, backends.blobs, backends.publisher
+    return Services(
+        settings=settings,
+        backends=backends,
+        accounts=Accounts(documents, settings),
+        jobs=JobService(documents, publisher, settings, blobs=blobs),
+        uploads=UploadTrigger(documents, blobs, publisher, settings),
+        dead_letters=DeadLetterHandler(documents, blobs, settings),
+    )
+
+
+def services(environ: Mapping[str, str]) -> Services:
+    """The process's services, built from `environ` on the first call only."""
+    global _current
+    current = _current
+    if current is not None:
+        return current
+    with _lock:
+        if _current is None:
+            settings = Settings.from_env(environ)
+            configure_logging(settings)
+            _current = build(settings, bootstrap(settings))
+        return _current
+
+
+def install(settings: Settings, backends: Backends) -> Services:
+    """Make the functions use these backends (tests); returns the services they will use."""
+    global _current
+    with _lock:
+        _current = build(settings, backends)
+        return _current
+
+
+def reset() -> None:
+    global _current
+    with _lock:
+        _current = None
