@@ -294,7 +294,9 @@ class DocumentStore(abc.ABC):
         start_after: tuple[Any, ...] | None = None,
     ) -> Page:
         """Documents matching every filter, ordered by `order_by` then by id (same direction as
-        the last order). `start_after` is a previous page's cursor."""
+        the last order). `start_after` is a previous page's cursor. A field with an inequality
+        filter (`<`, `<=`, `>`, `>=`, `!=`) must be in `order_by` (Firestore orders by it), else
+        `ValueError`."""
 
     @abc.abstractmethod
     def transaction(self, fn: Callable[[Transaction], T], *, max_attempts: int = 5) -> T:
@@ -310,3 +312,25 @@ class DocumentStore(abc.ABC):
             if page.cursor is None:
                 return
             cursor = page.cursor
+
+
+# --------------------------------------------------------------------------- GPU worker capacity
+class BacklogReader(abc.ABC):
+    """How many messages wait on a subscription (Cloud Monitoring's num_undelivered_messages in GCP)."""
+
+    @abc.abstractmethod
+    def undelivered_messages(self, subscription: str) -> int:
+        """Messages not yet acknowledged (waiting or leased) on `subscription`; 0 when the metric
+        has no recent point. Raises `BackendUnavailable` when it cannot be read."""
+
+
+class WorkerJobRunner(abc.ABC):
+    """Starts GPU workers as executions of a batch job (a Cloud Run job in GCP)."""
+
+    @abc.abstractmethod
+    def running_workers(self) -> int:
+        """Workers started and not finished yet: pending or running tasks of unfinished executions."""
+
+    @abc.abstractmethod
+    def start_workers(self, count: int) -> str:
+        """Start `count` more workers (one execution with `count` tasks); return the operation's name."""

@@ -1,0 +1,52 @@
+"""cloudbuild.yaml parsed and checked: named steps, declared substitutions, `make test` first."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.infra import checks
+from tests.infra.conftest import REPO, replace_in
+
+CLOUDBUILD = REPO / "cloudbuild.yaml"
+
+
+def test_cloudbuild_is_consistent() -> None:
+    assert checks.cloudbuild_violations(CLOUDBUILD) == []
+
+
+def test_cloudbuild_builds_tests_deploys_and_smoke_tests() -> None:
+    steps = yaml.safe_load(CLOUDBUILD.read_text())["steps"]
+    ids = [s["id"] for s in steps]
+    assert ids.index("test") < ids.index("worker-image") < ids.index("terraform-plan") < ids.index("terraform-apply")
+    assert ids[-1] == "smoke-test"
+    script = "\n".join(" ".join(map(str, s.get("args", []))) for s in steps)
+    for needed in ("gpu_worker/Dockerfile", "ops.package_functions", "terraform plan", "terraform apply",
+                   "ops.render_k8s", "ops.smoke_test", "backend-config"):  # fmt: skip
+        assert needed in script, needed
+    # Every helper module the build calls exists in the repository.
+    for module in ("ops.package_functions", "ops.render_k8s", "ops.smoke_test", "ops.deploy_outputs"):
+        assert (REPO / (module.replace(".", "/") + ".py")).is_file(), module
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("  - id: ci-image\n    name: docker\n", "  - name: docker\n", "no id"),
+        ('args: ["-c", "make test"]', 'args: ["-c", "make lint"]', "make test"),
+        ("${_SMOKE_TIMEOUT}", "${_SMOKE_DEADLINE}", "_SMOKE_DEADLINE is used but not declared"),
+        ('--api-key "$$SMOKE_API_KEY"', '--api-key "$SMOKE_API_KEY"', "escape shell variables"),
+        ('  _APPLY: "true"\n', '  _APPLY: "true"\n  _UNUSED: "x"\n', "_UNUSED is declared but never used"),
+        ('waitFor: ["terraform-plan"]', 'waitFor: ["terraform-plans"]', "not an earlier step"),
+        ('secretEnv: ["SMOKE_API_KEY"]', 'secretEnv: ["SMOKE_KEY"]', "not in availableSecrets"),
+    ],
+)
+def test_cloudbuild_check_catches_planted_violations(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    copy = tmp_path / "cloudbuild.yaml"
+    shutil.copy(CLOUDBUILD, copy)
+    replace_in(copy, old, new)
+    problems = checks.cloudbuild_violations(copy)
+    assert any(expected in p for p in problems), problems
