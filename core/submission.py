@@ -96,8 +96,12 @@ class JobService:
         publish_attempts: int = 3,
         claim_wait_seconds: float = 15.0,
         admission_wait_seconds: float = 20.0,
+        on_queued: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_queued(n)` is told after `n` new jobs were published (the wiring nudges the
+        worker dispatcher with it); it must return at once and never raise."""
         self._documents = documents
+        self._on_queued = on_queued
         self._publisher = publisher
         self._blobs = blobs
         self._settings = settings
@@ -150,6 +154,8 @@ class JobService:
             return Submitted(_same_request(admitted, fingerprint), created=False)
         self._publish(admitted)
         log.info("job queued", extra={"job_id": job.id, "user_id": user.id})
+        if self._on_queued is not None:
+            self._on_queued(1)
         return Submitted(admitted, created=True)
 
     def _admit(self, user: User, job: Job) -> tuple[Job, bool]:

@@ -135,7 +135,10 @@ class UploadTrigger:
         claim_lease_seconds: float = 540.0,
         duplicate_wait_seconds: float = 30.0,
         publish_timeout: float = 10.0,
+        on_queued: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_queued(n)` is told after `n` new jobs were published; it must return at once."""
+        self._on_queued = on_queued
         self._documents = documents
         self._blobs = blobs
         self._publisher = publisher
@@ -336,6 +339,8 @@ class UploadTrigger:
                 queued.append(current)
         for job in queued:
             self._publish(job)
+        if queued and self._on_queued is not None:
+            self._on_queued(len(queued))
         errors_uri = self._write_errors(user.id, batch_id, sorted(errors, key=lambda e: e["line"]))
         completed = self._finalize(batch_id, admitted, invalid, errors_uri)
         if completed is not None:

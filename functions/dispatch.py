@@ -157,3 +157,37 @@ def nudge(
         log.warning("dispatch answered the nudge with %s", response.status_code)
         return False
     return True
+
+
+class BackgroundNudger:
+    """Nudges dispatch off the request path: a submit never waits for it. Nudges that arrive
+    while one is in flight are merged into the next one, so a burst of submits costs at most
+    two calls."""
+
+    def __init__(self, url: str, send: Callable[..., bool] = nudge) -> None:
+        self._url = url
+        self._send = send
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._running = False
+
+    def __call__(self, queued: int) -> None:
+        with self._lock:
+            self._pending += queued
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._drain, name="dispatch-nudge", daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                queued, self._pending = self._pending, 0
+                if queued == 0:
+                    self._running = False
+                    return
+            self._send(self._url, queued=queued)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._running

@@ -20,6 +20,7 @@ from core.logs import configure_logging
 from core.settings import Settings
 from core.submission import JobService
 from core.uploads import UploadTrigger
+from functions.dispatch import BackgroundNudger
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,15 @@ _current: Services | None = None
 
 def build(settings: Settings, backends: Backends) -> Services:
     documents, blobs, publisher = backends.documents, backends.blobs, backends.publisher
+    # On Cloud Run workers, new jobs nudge the dispatcher so a worker starts without waiting for
+    # the scheduler's next tick; GKE (KEDA) and the local stack have no dispatch URL.
+    on_queued = BackgroundNudger(settings.dispatch.url) if settings.dispatch.url else None
     return Services(
         settings=settings,
         backends=backends,
         accounts=Accounts(documents, settings),
-        jobs=JobService(documents, publisher, settings, blobs=blobs),
-        uploads=UploadTrigger(documents, blobs, publisher, settings),
+        jobs=JobService(documents, publisher, settings, blobs=blobs, on_queued=on_queued),
+        uploads=UploadTrigger(documents, blobs, publisher, settings, on_queued=on_queued),
         dead_letters=DeadLetterHandler(documents, blobs, settings),
     )
 

@@ -72,3 +72,46 @@ def test_no_url_means_nothing_to_nudge() -> None:
         raise AssertionError("no token without a URL")
 
     assert nudge(None, id_token=must_not_be_called) is False
+
+
+def test_background_nudger_merges_a_burst_and_never_blocks_the_caller() -> None:
+    from functions.dispatch import BackgroundNudger
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_send(url: str, *, queued: int) -> bool:
+        calls.append(queued)
+        release.wait(timeout=5)
+        return True
+
+    nudger = BackgroundNudger("http://dispatch.invalid/", send=slow_send)
+    for _ in range(5):
+        nudger(1)  # returns at once although the first send is still blocked
+    release.set()
+    deadline = threading.Event()
+    for _ in range(100):
+        if nudger.idle():
+            break
+        deadline.wait(0.02)
+    assert nudger.idle()
+    assert sum(calls) == 5 and len(calls) <= 2
+
+
+def test_a_submit_tells_the_dispatcher_once_and_a_replay_not_at_all() -> None:
+    from adapters.memory import MemoryBackends
+    from core.accounts import Accounts
+    from core.settings import Settings
+    from core.submission import JobService
+    from emulators.topology import apply, load
+
+    settings = Settings.from_env({"GPUPIPE_ENV": "test"})
+    backends = MemoryBackends()
+    apply(load(), settings.names, backends.blobs, backends.pubsub)
+    told: list[int] = []
+    accounts = Accounts(backends.documents, settings)
+    user = accounts.create_user("carol", user_id="carol")
+    jobs = JobService(backends.documents, backends.pubsub, settings, blobs=backends.blobs, on_queued=told.append)
+    jobs.submit(user, {"prompt": "a lighthouse"}, idempotency_key="k1")
+    jobs.submit(user, {"prompt": "a lighthouse"}, idempotency_key="k1")  # a replay queues nothing
+    assert told == [1]
