@@ -68,6 +68,8 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 PUBLISH_UNAVAILABLE = "unavailable"
+RATE_WINDOW_TTL = dt.timedelta(hours=1)
+CLAIM_TTL = dt.timedelta(days=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +194,14 @@ class JobService:
 
     def _claim(self, job: Job) -> bool:
         """Take the idempotency key; False when another request holds it (it may be ours to wait for)."""
-        claim = {"user_id": job.user_id, "request_hash": job.request_hash, "claimed_at": job.created_at}
+        claim = {
+            "user_id": job.user_id,
+            "request_hash": job.request_hash,
+            "claimed_at": job.created_at,
+            # The claim only serialises concurrent first submits; replays later find the job by its
+            # derived id, so the claim may be deleted by Firestore's TTL after a day.
+            "expires_at": job.created_at + CLAIM_TTL,
+        }
         try:
             self._documents.create(c.IDEMPOTENCY, job.id, claim)
             return True
@@ -235,6 +244,9 @@ class JobService:
         doc_id = f"{user.id}_{window}"
         self._documents.increment(c.RATE_WINDOWS, doc_id, {"count": 1})
         count = int((self._documents.get(c.RATE_WINDOWS, doc_id) or {}).get("count", 0))
+        if count == 1:
+            # The window's first request marks it for Firestore's TTL deletion (terraform firestore module).
+            self._documents.update(c.RATE_WINDOWS, doc_id, {"expires_at": now + RATE_WINDOW_TTL})
         if count > user.limits.requests_per_minute:
             retry_after = 60 - int(now.timestamp()) % 60
             raise ResourceExhausted(

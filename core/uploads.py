@@ -123,6 +123,11 @@ class _Rejected(Exception):
         self.message = message
 
 
+def _claim_document(now: dt.datetime) -> dict[str, Any]:
+    # Replays after the claim's TTL deletion still create nothing: job and batch ids are derived.
+    return {"state": "ingesting", "claimed_at": now, "expires_at": now + dt.timedelta(days=7)}
+
+
 class UploadTrigger:
     def __init__(
         self,
@@ -263,7 +268,7 @@ class UploadTrigger:
         delay = 0.05
         while True:
             try:
-                self._documents.create(c.IDEMPOTENCY, batch_id, {"state": "ingesting", "claimed_at": self._clock()})
+                self._documents.create(c.IDEMPOTENCY, batch_id, _claim_document(self._clock()))
                 return True
             except AlreadyExists:
                 pass
@@ -289,7 +294,7 @@ class UploadTrigger:
             age = (self._clock() - claim["claimed_at"]).total_seconds()
             if claim.get("state") != "failed" and age < self._claim_lease_seconds:
                 return False
-            tx.set(c.IDEMPOTENCY, batch_id, {"state": "ingesting", "claimed_at": self._clock()})
+            tx.set(c.IDEMPOTENCY, batch_id, _claim_document(self._clock()))
             return True
 
         return self._documents.transaction(run)
