@@ -37,10 +37,11 @@ class Backends:
                 return self._memory.blobs
             from adapters.gcp.storage import GcsBlobStore
 
+            # Against fake-gcs-server, URLs are the emulator's unsigned download links.
             return GcsBlobStore(
-                project_id=self.settings.project_id,
-                emulator_host=self.settings.storage_emulator_host,
-                public_url=self.settings.public_storage_url,
+                self.settings.project_id,
+                endpoint=self.settings.storage_emulator_host,
+                public_url=self.settings.public_storage_url or self.settings.storage_emulator_host,
             )
 
         return self._pick("blobs", build)  # type: ignore[no-any-return]
@@ -52,7 +53,7 @@ class Backends:
                 return self._memory.documents
             from adapters.gcp.firestore import FirestoreDocumentStore
 
-            return FirestoreDocumentStore(project_id=self.settings.project_id)
+            return FirestoreDocumentStore(self.settings.project_id, emulator_host=self.settings.firestore_emulator_host)
 
         return self._pick("documents", build)  # type: ignore[no-any-return]
 
@@ -63,7 +64,7 @@ class Backends:
                 return self._memory.pubsub
             from adapters.gcp.pubsub import PubSubPublisher
 
-            return PubSubPublisher(project_id=self.settings.project_id)
+            return PubSubPublisher(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
 
         return self._pick("publisher", build)  # type: ignore[no-any-return]
 
@@ -74,7 +75,7 @@ class Backends:
                 return self._memory.pubsub
             from adapters.gcp.pubsub import PubSubSubscriber
 
-            return PubSubSubscriber(project_id=self.settings.project_id)
+            return PubSubSubscriber(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
 
         return self._pick("subscriber", build)  # type: ignore[no-any-return]
 
@@ -85,7 +86,7 @@ class Backends:
                 return self._memory.pubsub
             from adapters.gcp.pubsub import PubSubAdmin
 
-            return PubSubAdmin(project_id=self.settings.project_id)
+            return PubSubAdmin(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
 
         return self._pick("messaging_admin", build)  # type: ignore[no-any-return]
 
