@@ -35,9 +35,14 @@ from core.uploads import MalformedNotification, StorageNotification  # noqa: E40
 from functions import wiring  # noqa: E402
 from functions.dispatch import dispatch  # noqa: E402,F401  (a target of this file: functions.dispatch)
 from functions.events import NotAPubSubEvent, pubsub_message  # noqa: E402
-from functions.http.api import handle  # noqa: E402
+from functions.http.api import framework_error, handle  # noqa: E402
 
 log = logging.getLogger("gpupipe.functions")
+
+# functions-framework runs this file inside the app it is creating; its `errorhandler` then
+# registers on that app (outside it, it is a no-op), so framework-level 404/405s are JSON too.
+for _status in (404, 405):
+    functions_framework.errorhandler(_status)(framework_error)
 
 
 @functions_framework.http

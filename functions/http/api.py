@@ -62,6 +62,15 @@ def handle(request: flask.Request, services: Services) -> flask.Response:
             return _error(errors.internal())
 
 
+def framework_error(exc: Exception) -> flask.Response:
+    """A request the framework's own router refused before `api` ran (a path it cannot match,
+    such as one holding a newline): answer in the contract's JSON envelope, not Flask's HTML."""
+    code = getattr(exc, "code", 404)
+    if code == 405:
+        return _error(errors.method_not_allowed(flask.request.method, []))
+    return _error(errors.not_found(flask.request.path))
+
+
 def _dispatch(request: flask.Request, services: Services) -> flask.Response:
     path = request.path
     matched = [(route, m) for route in ROUTES if (m := route.pattern.fullmatch(path))]

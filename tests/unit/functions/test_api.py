@@ -414,3 +414,10 @@ def test_publish_failure_fails_the_job_and_gives_503(memory_settings, memory_bac
         assert usage["active_jobs"] == 0 and usage["images"] == 0
     finally:
         wiring.reset()
+
+
+def test_paths_the_framework_router_refuses_still_get_the_json_envelope(client: Any, alice: Any) -> None:
+    response = client.get("/v1/jobs/%0Aabc", headers=alice.headers)
+    assert response.status_code == 404
+    assert response.mimetype == "application/json"
+    assert response.get_json()["error"]["code"] == "not_found"
