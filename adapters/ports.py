@@ -257,6 +257,12 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def delete(self, collection: str, doc_id: str) -> None: ...
 
+    @abc.abstractmethod
+    def increment(self, collection: str, doc_id: str, deltas: Mapping[str, int | float]) -> None:
+        """Atomically add to numeric fields at commit, creating the document and fields as needed.
+        A blind write: it needs no read of the document, so concurrent transactions that only
+        increment the same counters do not conflict over it."""
+
 
 class DocumentStore(abc.ABC):
     """Firestore-shaped document storage. Datetimes come back as UTC-aware `datetime`."""

@@ -106,6 +106,8 @@ class Job:
     worker_id: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    quota_day: str | None = None
+    """The UTC day whose image quota this job's images were reserved from (set at admission)."""
 
     @property
     def images(self) -> int:

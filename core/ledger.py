@@ -90,6 +90,7 @@ class JobLedger:
             )
         if extra_writes is not None:
             extra_writes(tx)
+        job.quota_day = today
         tx.set(c.QUOTAS, user.id, {"active_jobs": active + 1, "day": today, "day_images": day_images + job.images})
         tx.create(c.JOBS, job.id, job.to_document())
 
@@ -108,8 +109,6 @@ class JobLedger:
                 return Transition(job, changed=False)
             if not can_transition(job.status, target):
                 raise InvalidTransition(f"job {job_id} is {job.status.value}; it cannot become {target.value}")
-            quota = tx.get(c.QUOTAS, job.user_id) if target.terminal else None
-            batch_doc = tx.get(c.BATCHES, job.batch_id) if target.terminal and job.batch_id else None
             now = self._clock()
             updated = dataclasses.replace(job, outputs=list(job.outputs), input=dict(job.input))
             if mutate is not None:
@@ -121,21 +120,44 @@ class JobLedger:
                 updated.attempts = job.attempts + 1
                 if updated.queue_seconds is None:
                     updated.queue_seconds = _seconds_between(job.created_at, now)
-            completed_batch = None
             if target.terminal:
                 updated.completed_at = now
                 if updated.started_at is not None and updated.run_seconds is None:
                     updated.run_seconds = _seconds_between(updated.started_at, now)
                 if target is JobStatus.SUCCEEDED:
                     updated.progress = 1.0
-                self._release_quota(tx, updated, quota or {})
+                self._release_quota(tx, updated, now)
                 tx.create(c.USAGE, job_id, usage_record(updated, now))
-                if batch_doc is not None and job.batch_id is not None:
-                    completed_batch = self._count_in_batch(
-                        tx, Batch.from_document(job.batch_id, batch_doc), target, now
-                    )
+                if job.batch_id is not None:
+                    tx.increment(c.BATCHES, job.batch_id, {_BATCH_COUNTERS[target]: 1})
             tx.set(c.JOBS, job_id, updated.to_document())
-            return Transition(updated, changed=True, completed_batch=completed_batch)
+            return Transition(updated, changed=True)
+
+        result = self._store.transaction(run)
+        if result.changed and target.terminal and result.job.batch_id is not None:
+            completed = self.complete_batch_if_done(result.job.batch_id)
+            if completed is not None:
+                return dataclasses.replace(result, completed_batch=completed)
+        return result
+
+    def complete_batch_if_done(self, batch_id: str) -> Batch | None:
+        """Mark the batch completed when all its jobs are terminal; return it to the one caller
+        whose call completed it (None to everyone else, and while jobs are still pending)."""
+        doc = self._store.get(c.BATCHES, batch_id)
+        if doc is None or not _batch_done(Batch.from_document(batch_id, doc)):
+            return None
+
+        def run(tx: Transaction) -> Batch | None:
+            current = tx.get(c.BATCHES, batch_id)
+            if current is None:
+                return None
+            batch = Batch.from_document(batch_id, current)
+            if not _batch_done(batch):
+                return None
+            batch.status = BatchStatus.COMPLETED
+            batch.completed_at = batch.updated_at = self._clock()
+            tx.set(c.BATCHES, batch_id, batch.to_document())
+            return batch
 
         return self._store.transaction(run)
 
@@ -147,27 +169,23 @@ class JobLedger:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _release_quota(tx: Transaction, job: Job, quota: dict[str, Any]) -> None:
-        active = max(0, int(quota.get("active_jobs", 0)) - 1)
-        update: dict[str, Any] = {"active_jobs": active}
-        produced = len(job.outputs)
-        if produced < job.images and quota.get("day") == day_key(job.created_at):
-            update["day_images"] = max(0, int(quota.get("day_images", 0)) - (job.images - produced))
-        tx.set(c.QUOTAS, job.user_id, {**quota, **update})
+    def _release_quota(tx: Transaction, job: Job, now: dt.datetime) -> None:
+        # Blind increments: finishing jobs never read the user's quota document, so jobs of one
+        # user that finish together (a GPU batch) do not contend for it. Images a job did not
+        # produce are refunded only on the day they were reserved: that day's counter is the
+        # live one exactly when `quota_day` is today.
+        deltas: dict[str, int | float] = {"active_jobs": -1}
+        unproduced = job.images - len(job.outputs)
+        if unproduced > 0 and job.quota_day == day_key(now):
+            deltas["day_images"] = -unproduced
+        tx.increment(c.QUOTAS, job.user_id, deltas)
 
-    @staticmethod
-    def _count_in_batch(tx: Transaction, batch: Batch, target: JobStatus, now: dt.datetime) -> Batch | None:
-        counter = {JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}[
-            target
-        ]
-        setattr(batch, counter, getattr(batch, counter) + 1)
-        batch.updated_at = now
-        done = batch.terminal_jobs >= batch.jobs_total and batch.status is BatchStatus.RUNNING
-        if done:
-            batch.status = BatchStatus.COMPLETED
-            batch.completed_at = now
-        tx.set(c.BATCHES, batch.id, batch.to_document())
-        return batch if done else None
+
+_BATCH_COUNTERS = {JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}
+
+
+def _batch_done(batch: Batch) -> bool:
+    return batch.status is BatchStatus.RUNNING and batch.terminal_jobs >= batch.jobs_total
 
 
 def usage_record(job: Job, now: dt.datetime) -> dict[str, Any]:

@@ -241,3 +241,10 @@ class _FirestoreTransaction(Transaction):
 
     def delete(self, collection: str, doc_id: str) -> None:
         self._tx.delete(self._store._ref(collection, doc_id))
+
+    def increment(self, collection: str, doc_id: str, deltas: Mapping[str, int | float]) -> None:
+        for path, delta in deltas.items():
+            if isinstance(delta, bool) or not isinstance(delta, int | float):
+                raise TypeError(f"increment of {path!r} must be a number, got {delta!r}")
+        transforms = _nested({path: firestore.Increment(delta) for path, delta in deltas.items()})
+        self._tx.set(self._store._ref(collection, doc_id), transforms, merge=True)

@@ -325,3 +325,6 @@ class _MemoryTransaction(TransactionPort):
 
     def delete(self, collection: str, doc_id: str) -> None:
         self.writes.append(("delete", _check_id(collection, doc_id), None))
+
+    def increment(self, collection: str, doc_id: str, deltas: Mapping[str, int | float]) -> None:
+        self.writes.append(("increment", _check_id(collection, doc_id), dict(deltas)))

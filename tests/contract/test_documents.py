@@ -150,6 +150,33 @@ def test_increments_are_atomic_under_concurrency(backend: ContractBackend) -> No
     assert docs.get(col, "usage") == {"jobs": threads * per_thread, "gpu": {"seconds": threads * per_thread * 0.5}}
 
 
+def test_transaction_increments_are_blind_writes_that_add_up(backend: ContractBackend) -> None:
+    """Transactions that only increment a document (the ledger's quota and batch counters) commit
+    together with their other writes and never lose an addition to each other."""
+    docs, col = backend.documents, backend.collection()
+    docs.set(col, "quota", {"active_jobs": 4, "day": "2026-11-21"})
+    start = threading.Barrier(4)
+
+    def finish(n: int) -> None:
+        start.wait(timeout=10)
+
+        def run(tx: Transaction) -> None:
+            tx.get(col, f"job-{n}")  # each reads only its own document
+            tx.set(col, f"job-{n}", {"done": True})
+            tx.increment(col, "quota", {"active_jobs": -1, "released": 1})
+
+        docs.transaction(run)
+
+    threads = [threading.Thread(target=finish, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert docs.get(col, "quota") == {"active_jobs": 0, "day": "2026-11-21", "released": 4}
+    assert all(docs.get(col, f"job-{n}") == {"done": True} for n in range(4))
+
+
 def test_transactions_do_not_lose_concurrent_updates(backend: ContractBackend) -> None:
     docs, col = backend.documents, backend.collection()
     docs.set(col, "counter", {"n": 0})

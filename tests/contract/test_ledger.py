@@ -25,6 +25,7 @@ def _queued_job(backend: ContractBackend) -> Job:
         model_name="tiny-sd",
         created_at=now,
         updated_at=now,
+        quota_day=day_key(now),  # as `JobLedger.admit` records it
     )
     docs = backend.documents
     docs.create(c.JOBS, job.id, job.to_document())
