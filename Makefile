@@ -50,14 +50,28 @@ test-e2e: $(STAMP)
 test-infra: $(STAMP)
 	$(PY) -m pytest tests/infra $(PYTEST_ARGS)
 
+# The whole local stack, detached: emulators, functions, a worker, a demo user (.gpupipe/local.env).
 up: $(STAMP)
 	$(PY) -m emulators up
+
+# Against a running stack: HTTP jobs, a gcloud upload, live progress, images under out/.
+demo: $(STAMP)
+	$(PY) -m emulators.demo
+
+# Install (first time), start the stack and run the demo; the stack stays up (make down stops it).
+run: $(STAMP)
+	@$(MAKE) --no-print-directory up
+	@$(MAKE) --no-print-directory demo
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m emulators down; else echo "nothing to stop: no $(VENV)"; fi
 
 status: $(STAMP)
 	$(PY) -m emulators status
+
+# Benchmarks are not tests: each writes CSV under results/ and prints a table.
+bench: $(STAMP)
+	$(PY) -m bench.worker --results results
 
 clean:
 	rm -rf .gpupipe out .mypy_cache .ruff_cache .pytest_cache

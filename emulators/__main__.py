@@ -1,8 +1,14 @@
-"""`python -m emulators up|down|status [--json]`: the local emulator suite from a shell.
+"""`python -m emulators up|down|status [--json]`: the local stack from a shell (`make up/down/status`).
 
-Exit codes: 0 done (also `up` when the suite is already up and `down` when nothing runs:
-both say so); 1 an error (one line on stderr, no traceback); 3 `status` found no suite
-running; 130 interrupted.
+`up` starts the whole stack detached (emulator suite, the api/on_upload/on_dead_letter
+functions, a worker with the tiny model, a demo user), writes .gpupipe/local.env and returns
+once everything answers; `down` saves Firestore and the outputs bucket, then stops every
+process `up` started; `status` shows what runs. `up --emulators-only` starts just the emulator
+suite (what the integration tests use).
+
+Exit codes: 0 done (also `up` when the stack is already up and `down` when nothing runs:
+both say so); 1 an error (one line on stderr, no traceback, plus the end of the failing
+process's log); 3 `status` found nothing running; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from core.settings import Settings, SettingsError
-from emulators import suite
+from emulators import stack, suite
 from emulators.errors import AlreadyRunning, NotRunning, StartupFailed, SuiteError
 
 EXIT_ERROR = 1
@@ -30,8 +36,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--state-dir", help="where the suite keeps its state (default: GPUPIPE_STATE_DIR or .gpupipe)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start the emulators, create the topology, write local.env")
-    commands.add_parser("down", help="stop every process `up` started")
+    up = commands.add_parser("up", help="start the whole local stack detached; write local.env")
+    up.add_argument("--workers", type=int, default=1, help="GPU workers to start (default 1)")
+    up.add_argument("--emulators-only", action="store_true", help="start only the emulator suite")
+    down = commands.add_parser("down", help="stop every process `up` started")
+    down.add_argument("--no-save", action="store_true", help="do not keep Firestore and outputs for the next `up`")
     status = commands.add_parser("status", help="show what runs (exit 3 when nothing does)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -41,8 +50,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         settings = Settings.from_env(os.environ if environ is None else environ)
         state_dir = Path(args.state_dir or settings.emulators.state_dir)
         if args.command == "up":
-            return _up(settings, state_dir, os.environ if environ is None else environ)
+            if args.emulators_only:
+                return _up(settings, state_dir, os.environ if environ is None else environ)
+            return _up_stack(settings, state_dir, os.environ if environ is None else environ, workers=args.workers)
         if args.command == "down":
+            if stack.RunningStack.load(state_dir) is not None:
+                return _down_stack(state_dir, persist=not args.no_save)
             return _down(state_dir)
         return _status(state_dir, as_json=args.json)
     except (SuiteError, SettingsError) as exc:
@@ -68,6 +81,37 @@ def _up(settings: Settings, state_dir: Path, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def _up_stack(settings: Settings, state_dir: Path, environ: Mapping[str, str], *, workers: int) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        running = stack.start(settings, environ=environ, state_dir=state_dir, workers=workers, progress=_say)
+    except AlreadyRunning as exc:
+        print(f"stack: {exc}")
+        return 0
+    env_file = _relative(running.state_dir / suite.ENV_FILE)
+    print(f"stack up in {running.startup_seconds:.1f} s ({running.restored.describe()})")
+    print(f"  API       {running.api_url}")
+    print(f"  user      {running.user.user_id}  (key in {env_file} as GPUPIPE_API_KEY)")
+    print(f"  emulators {running.suite.summary()}")
+    print(f"  logs      {_relative(running.state_dir / suite.LOG_DIR)}/")
+    print(f"environment: source {env_file}     stop: make down")
+    return 0
+
+
+def _down_stack(state_dir: Path, *, persist: bool) -> int:
+    stopped, warnings = stack.stop(state_dir, persist=persist)
+    for warning in warnings:
+        print(f"stack: warning: {warning}", file=sys.stderr)
+    count = len(stopped.services) + len(stopped.suite.processes())
+    saved = f"; Firestore and outputs saved in {_relative(stopped.state_dir / stack.PERSIST_DIR)}" if persist else ""
+    print(f"stack stopped ({count} processes){saved if not warnings else ''}")
+    return 0
+
+
+def _say(message: str) -> None:
+    print(f"  .. {message}", flush=True)
+
+
 def _down(state_dir: Path) -> int:
     try:
         before = suite.RunningSuite.load(state_dir)
@@ -84,6 +128,9 @@ def _down(state_dir: Path) -> int:
 
 
 def _status(state_dir: Path, *, as_json: bool) -> int:
+    whole = stack.RunningStack.load(state_dir)
+    if whole is not None:
+        return _stack_status(whole, as_json=as_json)
     running = suite.RunningSuite.load(state_dir)
     if running is None:
         if as_json:
@@ -104,6 +151,24 @@ def _status(state_dir: Path, *, as_json: bool) -> int:
                 f"{f'  children {children}' if children else ''}"
                 f"  answering: {'yes' if description['answering'][proc['name']] else 'no'}"
             )
+    return 0 if description["running"] else EXIT_ERROR
+
+
+def _stack_status(whole: stack.RunningStack, *, as_json: bool) -> int:
+    description = whole.describe()
+    if as_json:
+        print(json.dumps(description, indent=2))
+        return 0 if description["running"] else EXIT_ERROR
+    print(f"stack {'up' if description['running'] else 'partly down'}: {whole.summary()}")
+    print(f"  emulators: {whole.suite.summary()}")
+    rows = [
+        (p["name"], p["pid"], p["running"], description["answering"][p["name"]], "") for p in description["processes"]
+    ] + [(s["name"], s["pid"], s["running"], s["answering"], s["url"]) for s in description["services"]]
+    for name, pid, alive, answering, url in rows:
+        print(
+            f"  {name:<15} pid {pid:<8}{'' if alive else ' (gone)'} answering: {'yes' if answering else 'no'}"
+            f"{'  ' + url if url else ''}"
+        )
     return 0 if description["running"] else EXIT_ERROR
 
 

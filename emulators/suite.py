@@ -322,10 +322,13 @@ def start(
     environ: Mapping[str, str],
     state_dir: Path | str | None = None,
     topology_path: Path = topology.DEFAULT_PATH,
+    firestore_import: Path | None = None,
 ) -> RunningSuite:
     """Start the suite, create the topology and write local.env; returns once all three answer.
 
     `environ` is the environment the emulator processes inherit (the CLI passes os.environ).
+    `firestore_import` is a Firestore emulator export (`*.overall_export_metadata`) to load at
+    start (the whole-stack runner keeps Firestore across restarts with it).
     Raises `AlreadyRunning` when this state directory's suite still runs, and the other
     `SuiteError`s for missing programs, taken ports and processes that do not come up; on any
     failure every process started so far is stopped again."""
@@ -344,6 +347,7 @@ def start(
         except topology.TopologyError as exc:
             raise SuiteError(str(exc)) from None
         launch = _Launch(state, settings, find_programs(settings, environ), choose_ports(settings), environ)
+        launch.firestore_import = firestore_import
         try:
             return launch.run(topo, topology_path, notification)
         except BaseException:
@@ -386,6 +390,7 @@ class _Launch:
         )
         self.popens: dict[str, subprocess.Popen[bytes]] = {}
         self.started: dict[str, ProcessId] = {}
+        self.firestore_import: Path | None = None
 
     def run(
         self, topo: topology.Topology, topology_path: Path, notification: tuple[str, str, list[str]] | None
@@ -396,7 +401,10 @@ class _Launch:
         # The two Java emulators start in parallel; storage waits for Pub/Sub because
         # fake-gcs-server needs the uploads topic to exist before its first event.
         self._spawn("pubsub", [str(self.programs.pubsub), f"--host={HOST}", f"--port={p.pubsub}"])
-        self._spawn("firestore", [str(self.programs.firestore), "start", f"--host={HOST}", f"--port={p.firestore}"])
+        firestore_argv = [str(self.programs.firestore), "start", f"--host={HOST}", f"--port={p.firestore}"]
+        if self.firestore_import is not None:
+            firestore_argv.append(f"--import-data={self.firestore_import}")
+        self._spawn("firestore", firestore_argv)
         self._wait("pubsub", lambda: http_ok(f"http://{HOST}:{p.pubsub}/"), deadline)
         suite = RunningSuite(
             state_dir=self.state,

@@ -82,7 +82,7 @@ class CliSuite:
 def cli_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliSuite]:
     state_dir = tmp_path_factory.mktemp("cli-suite")
     began = time.monotonic()
-    result = run_cli("up", state_dir=state_dir)
+    result = run_cli("up", "--emulators-only", state_dir=state_dir)
     up_seconds = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     env_file = state_dir / "local.env"
@@ -183,7 +183,7 @@ def test_uploads_outside_the_inbox_publish_nothing(cli_suite: CliSuite, tmp_path
 
 
 def test_up_twice_says_already_up(cli_suite: CliSuite) -> None:
-    result = run_cli("up", state_dir=cli_suite.state_dir)
+    result = run_cli("up", "--emulators-only", state_dir=cli_suite.state_dir)
 
     assert result.returncode == 0
     assert "already up" in result.stdout
@@ -241,21 +241,25 @@ def test_a_taken_port_is_named(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("up", state_dir=tmp_path, overrides={"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{port}"})
+        result = run_cli(
+            "up", "--emulators-only", state_dir=tmp_path, overrides={"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{port}"}
+        )
 
     assert_one_line_error(result, f"port {port} on 127.0.0.1 (PUBSUB_EMULATOR_HOST) is already in use")
     assert not (tmp_path / "suite.json").exists()
 
 
 def test_missing_emulator_packages_say_how_to_install(tmp_path: Path) -> None:
-    result = run_cli("up", state_dir=tmp_path, overrides={"GPUPIPE_CLOUD_SDK_ROOT": str(tmp_path / "no-sdk")})
+    result = run_cli(
+        "up", "--emulators-only", state_dir=tmp_path, overrides={"GPUPIPE_CLOUD_SDK_ROOT": str(tmp_path / "no-sdk")}
+    )
 
     assert_one_line_error(result, "gcloud components install pubsub-emulator cloud-firestore-emulator")
     assert "google-cloud-cli-pubsub-emulator google-cloud-cli-firestore-emulator" in result.stderr
 
 
 def test_missing_java_is_named(tmp_path: Path) -> None:
-    result = run_cli("up", state_dir=tmp_path, overrides={"PATH": str(tmp_path / "empty-bin")})
+    result = run_cli("up", "--emulators-only", state_dir=tmp_path, overrides={"PATH": str(tmp_path / "empty-bin")})
 
     assert_one_line_error(result, "Java not found")
 
@@ -280,7 +284,9 @@ def test_an_emulator_that_dies_while_starting_is_reported_and_the_rest_stopped(t
         path.write_text("#!/bin/bash\n" + script, encoding="utf-8")
         path.chmod(0o755)
 
-    result = run_cli("up", state_dir=tmp_path / "state", overrides={"GPUPIPE_CLOUD_SDK_ROOT": str(sdk)})
+    result = run_cli(
+        "up", "--emulators-only", state_dir=tmp_path / "state", overrides={"GPUPIPE_CLOUD_SDK_ROOT": str(sdk)}
+    )
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
