@@ -1,0 +1,382 @@
+"""The consumer on the memory fakes with a fake runner: lifecycle decisions, batching,
+cancellation, idempotent completion, failures, progress, shutdown and idleness."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from adapters.memory import MemoryBackends
+from adapters.memory.documents import MemoryDocumentStore
+from core import collections as c
+from core import execution
+from core.jobs import JobStatus, output_object_name
+from core.ledger import JobLedger
+from core.settings import Settings
+from gpu_worker.consumer import Worker
+from gpu_worker.errors import TransientError
+from gpu_worker.health import HealthServer
+from tests.unit.worker.support import (
+    FakeRunner,
+    cancel,
+    create_batch,
+    create_job,
+    job_status,
+    permanent,
+    publish,
+    usage_records,
+    wait_for,
+)
+
+WorkerFactory = Callable[..., Worker]
+
+
+def worker_settings(settings: Settings, **worker: Any) -> Settings:
+    values = {"max_batch_wait_seconds": 0.05, "progress_interval_seconds": 0.2, "shutdown_grace_seconds": 5.0}
+    values.update(worker)
+    return settings.model_copy(update={"worker": settings.worker.model_copy(update=values)})
+
+
+@pytest.fixture
+def make_worker(memory_settings: Settings, memory_backends: MemoryBackends) -> Iterator[WorkerFactory]:
+    started: list[Worker] = []
+
+    def make(runner: FakeRunner | None = None, documents: Any = None, **worker: Any) -> Worker:
+        w = Worker(
+            worker_settings(memory_settings, **worker),
+            documents=documents or memory_backends.documents,
+            blobs=memory_backends.blobs,
+            subscriber=memory_backends.pubsub,
+            runner=runner or FakeRunner(),
+            worker_id="test-worker",
+        )
+        w.start()
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.request_stop()
+        w.shutdown(grace_seconds=2)
+
+
+def succeeded(backends: MemoryBackends, job_id: str) -> bool:
+    return job_status(backends.documents, job_id) is JobStatus.SUCCEEDED
+
+
+def settled(backends: MemoryBackends, settings: Settings) -> bool:
+    """Every message of the jobs subscription acked. A pull cannot tell (a leased message is not
+    pullable either), so this looks into the fake's own state."""
+    subscription = backends.pubsub._subscriptions[settings.names.jobs_subscription]
+    return not subscription.entries
+
+
+def test_a_job_runs_to_success_with_outputs_usage_and_pinned_version(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner()
+    make_worker(runner)
+    job = create_job(memory_backends.documents, memory_settings, num_images=2, output_format="webp")
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: succeeded(memory_backends, job.id), 10, "the job to succeed")
+    done = JobLedger(memory_backends.documents).require(job.id)
+    assert done.model_version == "v-fake" and done.worker_id == "test-worker"
+    assert [o.index for o in done.outputs] == [0, 1]
+    assert [o.seed for o in done.outputs] == [42, 43]
+    for output in done.outputs:
+        assert output.content_type == "image/webp"
+        assert memory_backends.blobs.stat(output.bucket, output.name) is not None
+    usage = usage_records(memory_backends.documents, job.id)
+    assert len(usage) == 1 and usage[0]["images"] == 2 and usage[0]["model_version"] == "v-fake"
+    assert done.gpu_seconds == pytest.approx(0.02)
+    assert done.progress == 1.0
+    quota = memory_backends.documents.get(c.QUOTAS, job.user_id)
+    assert quota is not None and quota["active_jobs"] == 0
+    assert settled(memory_backends, memory_settings)
+
+
+def test_compatible_jobs_share_a_batch_and_incompatible_ones_do_not(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner()
+    docs = memory_backends.documents
+    jobs = [create_job(docs, memory_settings, seed=s) for s in (1, 2, 3)]
+    other = create_job(docs, memory_settings, num_inference_steps=30)
+    for job in [*jobs, other]:
+        publish(memory_backends.pubsub, memory_settings, job)
+    make_worker(runner, max_batch_size=4, max_batch_wait_seconds=0.5)
+    wait_for(lambda: all(succeeded(memory_backends, j.id) for j in [*jobs, other]), 10, "all jobs")
+    batches = sorted((spec.steps, sorted(keys)) for spec, keys in runner.calls)
+    assert batches == [(20, sorted(j.id for j in jobs)), (30, [other.id])]
+
+
+def test_a_duplicate_message_makes_no_second_output_or_usage_record(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner(step_seconds=0.01)
+    make_worker(runner)
+    job = create_job(memory_backends.documents, memory_settings)
+    publish(memory_backends.pubsub, memory_settings, job)
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: succeeded(memory_backends, job.id), 10, "the job to succeed")
+    wait_for(lambda: settled(memory_backends, memory_settings), 5, "both messages acked")
+    publish(memory_backends.pubsub, memory_settings, job)  # and once more after it finished
+    wait_for(lambda: settled(memory_backends, memory_settings), 5, "the late duplicate acked")
+    assert len(usage_records(memory_backends.documents, job.id)) == 1
+    names = [b.name for b in memory_backends.blobs.list(memory_settings.names.outputs_bucket, f"{job.user_id}/jobs/")]
+    assert names == [output_object_name(job.user_id, job.id, 0, "png")]
+    assert len(runner.calls) == 1
+
+
+def test_a_redelivered_job_with_its_outputs_written_finishes_without_the_model(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    docs = memory_backends.documents
+    job = create_job(docs, memory_settings, num_images=2)
+    ledger = JobLedger(docs)
+    execution.claim(ledger, job.id, worker_id="crashed-worker", model_version="v-old")
+    bucket = memory_settings.names.outputs_bucket
+    for index in range(2):
+        memory_backends.blobs.create(bucket, output_object_name(job.user_id, job.id, index, "png"), b"png bytes")
+    runner = FakeRunner()
+    make_worker(runner)
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: succeeded(memory_backends, job.id), 10, "the job to succeed")
+    assert runner.calls == []
+    done = ledger.require(job.id)
+    assert len(done.outputs) == 2 and done.model_version == "v-old"
+    assert len(usage_records(docs, job.id)) == 1
+
+
+def test_a_job_cancelled_before_it_starts_is_acked_unrun(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner()
+    job = create_job(memory_backends.documents, memory_settings)
+    cancel(memory_backends.documents, job.id)
+    publish(memory_backends.pubsub, memory_settings, job)
+    make_worker(runner)
+    wait_for(lambda: settled(memory_backends, memory_settings), 5, "the message acked")
+    assert runner.calls == [] and job_status(memory_backends.documents, job.id) is JobStatus.CANCELLED
+
+
+def test_a_job_cancelled_while_waiting_for_its_batch_never_runs(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner()
+    make_worker(runner, max_batch_size=8, max_batch_wait_seconds=30)
+    job = create_job(memory_backends.documents, memory_settings)
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: job_status(memory_backends.documents, job.id) is JobStatus.RUNNING, 5, "the claim")
+    cancel(memory_backends.documents, job.id)
+    wait_for(lambda: settled(memory_backends, memory_settings), 5, "the message acked")
+    assert runner.calls == []
+
+
+def test_a_running_job_cancelled_stops_early_and_delivers_nothing(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner(step_seconds=0.05)
+    make_worker(runner, progress_interval_seconds=0.1)
+    job = create_job(memory_backends.documents, memory_settings, num_inference_steps=100)
+    publish(memory_backends.pubsub, memory_settings, job)
+    assert runner.started.wait(5)
+    time.sleep(0.3)
+    cancel(memory_backends.documents, job.id)
+    wait_for(lambda: settled(memory_backends, memory_settings), 5, "the message acked")
+    assert job_status(memory_backends.documents, job.id) is JobStatus.CANCELLED
+    assert memory_backends.blobs.list(memory_settings.names.outputs_bucket) == []
+    progress = JobLedger(memory_backends.documents).require(job.id).progress
+    assert 0 < progress < 0.5  # stopped long before the 100 steps (5 s) were done
+
+
+def test_a_permanent_error_fails_the_job_and_acks(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    make_worker(FakeRunner(fail_with=permanent("the model refused this prompt")))
+    job = create_job(memory_backends.documents, memory_settings)
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: job_status(memory_backends.documents, job.id) is JobStatus.FAILED, 5, "the failure")
+    failed = JobLedger(memory_backends.documents).require(job.id)
+    assert failed.error is not None and failed.error.code == "model_rejected"
+    assert len(usage_records(memory_backends.documents, job.id)) == 1
+    wait_for(lambda: settled(memory_backends, memory_settings), 5, "the message acked")
+
+
+def test_invalid_stored_input_fails_without_running(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner()
+    job = create_job(memory_backends.documents, memory_settings)
+    memory_backends.documents.update(c.JOBS, job.id, {"input.width": 100})
+    make_worker(runner)
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: job_status(memory_backends.documents, job.id) is JobStatus.FAILED, 5, "the failure")
+    failed = JobLedger(memory_backends.documents).require(job.id)
+    assert failed.error is not None and failed.error.code == "invalid_argument" and "width" in failed.error.message
+    assert runner.calls == []
+
+
+def test_a_job_that_always_fails_transiently_is_dead_lettered(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner(fail_with=TransientError("the GPU fell off the bus"))
+    make_worker(runner)
+    job = create_job(memory_backends.documents, memory_settings)
+    publish(memory_backends.pubsub, memory_settings, job)
+    dead = memory_backends.pubsub.pull(memory_settings.names.jobs_dead_subscription, 1, timeout=15)
+    assert [m.attributes["job_id"] for m in dead] == [job.id]
+    assert dead[0].attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
+    assert len(runner.calls) == 5
+    assert job_status(memory_backends.documents, job.id) is JobStatus.RUNNING  # the dead-letter handler fails it
+    assert usage_records(memory_backends.documents, job.id) == []
+
+
+def test_finishing_the_last_job_of_a_batch_writes_its_summary(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    docs = memory_backends.documents
+    batch_id = create_batch(docs, jobs_total=2)
+    jobs = [create_job(docs, memory_settings, batch_id=batch_id, seed=s) for s in (1, 2)]
+    make_worker(FakeRunner())
+    for job in jobs:
+        publish(memory_backends.pubsub, memory_settings, job)
+    name = f"{jobs[0].user_id}/batches/{batch_id}/summary.json"
+    bucket = memory_settings.names.outputs_bucket
+    wait_for(lambda: memory_backends.blobs.stat(bucket, name), 10, "summary.json")
+    summary = json.loads(memory_backends.blobs.read(bucket, name))
+    assert sorted(r["job_id"] for r in summary["results"]) == sorted(j.id for j in jobs)
+    assert all(r["status"] == "succeeded" for r in summary["results"])
+    batch = docs.get(c.BATCHES, batch_id)
+    assert batch is not None and batch["succeeded"] == 2 and batch["status"] == "completed"
+
+
+class CountingDocuments(MemoryDocumentStore):
+    """The memory store, recording every progress write."""
+
+    def __init__(self, inner: MemoryDocumentStore) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.progress_writes: list[tuple[float, float]] = []
+
+    def update(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> None:
+        if "progress" in fields:
+            self.progress_writes.append((time.monotonic(), float(fields["progress"])))
+        super().update(collection, doc_id, fields)
+
+
+def test_progress_is_written_at_most_once_per_interval(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    documents = CountingDocuments(memory_backends.documents)
+    make_worker(FakeRunner(step_seconds=0.02), documents=documents, progress_interval_seconds=0.25)
+    job = create_job(documents, memory_settings, num_inference_steps=75)  # 1.5 s
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: succeeded(memory_backends, job.id), 10, "the job to succeed")
+    writes = documents.progress_writes
+    assert 2 <= len(writes) <= 8, writes
+    gaps = [b[0] - a[0] for a, b in zip(writes, writes[1:], strict=False)]
+    assert min(gaps) >= 0.2
+    assert [p for _, p in writes] == sorted(p for _, p in writes)
+    assert JobLedger(documents).require(job.id).progress == 1.0  # no stale write after success
+
+
+def test_shutdown_finishes_the_running_batch_and_gives_back_the_rest(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner(step_seconds=0.02)
+    docs = memory_backends.documents
+    running = create_job(docs, memory_settings)  # 20 steps: 0.4 s
+    waiting = create_job(docs, memory_settings, num_inference_steps=30)  # another batch
+    worker = make_worker(runner, max_batch_size=1, shutdown_grace_seconds=5)
+    publish(memory_backends.pubsub, memory_settings, running)
+    assert runner.started.wait(5)
+    publish(memory_backends.pubsub, memory_settings, waiting)
+    wait_for(lambda: job_status(docs, waiting.id) is JobStatus.RUNNING, 5, "the second claim")
+    began = time.monotonic()
+    worker.request_stop("SIGTERM")
+    worker.shutdown()
+    assert time.monotonic() - began < 5
+    assert job_status(docs, running.id) is JobStatus.SUCCEEDED
+    assert [keys for _, keys in runner.calls] == [[running.id]]
+    # The given-back job is redelivered and left for another worker (it stays claimed, re-claimable).
+    again = memory_backends.pubsub.pull(memory_settings.names.jobs_subscription, 5, timeout=5)
+    assert [m.attributes["job_id"] for m in again] == [waiting.id]
+
+
+def test_shutdown_past_the_grace_period_stops_the_batch_and_nacks_it(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    runner = FakeRunner(step_seconds=0.1)
+    worker = make_worker(runner, shutdown_grace_seconds=0.3)
+    job = create_job(memory_backends.documents, memory_settings, num_inference_steps=100)  # 10 s
+    publish(memory_backends.pubsub, memory_settings, job)
+    assert runner.started.wait(5)
+    began = time.monotonic()
+    worker.shutdown()
+    assert time.monotonic() - began < 3
+    assert job_status(memory_backends.documents, job.id) is JobStatus.RUNNING
+    again = memory_backends.pubsub.pull(memory_settings.names.jobs_subscription, 5, timeout=5)
+    assert [m.attributes["job_id"] for m in again] == [job.id]
+
+
+def test_an_idle_worker_asks_to_stop(make_worker: WorkerFactory) -> None:
+    worker = make_worker(FakeRunner(), exit_when_idle_seconds=0.3)
+    assert worker.wait_for_stop(5)
+    assert worker.stop_reason == "idle"
+
+
+def test_a_busy_worker_does_not_stop_for_idleness(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    worker = make_worker(FakeRunner(step_seconds=0.05), exit_when_idle_seconds=0.3)
+    job = create_job(memory_backends.documents, memory_settings, num_inference_steps=20)  # 1 s
+    publish(memory_backends.pubsub, memory_settings, job)
+    deadline = time.monotonic() + 10
+    while not succeeded(memory_backends, job.id):
+        assert not worker.wait_for_stop(0.02), "stopped for idleness while a job ran"
+        assert time.monotonic() < deadline
+    assert worker.wait_for_stop(5)  # and once it is done, it goes idle
+    assert worker.stop_reason == "idle"
+
+
+def test_health_and_metrics(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    worker = make_worker(FakeRunner())
+    job = create_job(memory_backends.documents, memory_settings, num_images=3)
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: succeeded(memory_backends, job.id), 10, "the job to succeed")
+    server = HealthServer("127.0.0.1", 0, worker.metrics, worker.status)
+    server.start()
+    try:
+        host, port = server.address
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as response:
+            health = json.loads(response.read())
+        assert health["status"] == "ok" and health["model_version"] == "v-fake"
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        for name in (
+            "gpupipe_worker_queue_wait_seconds_bucket",
+            "gpupipe_worker_batch_images_bucket",
+            "gpupipe_worker_model_seconds_sum",
+            "gpupipe_worker_images_per_second",
+            "gpupipe_worker_failures_total",
+        ):
+            assert name in text
+        assert "gpupipe_worker_images_total 3.0" in text
+        worker.request_stop()
+        threading.Thread(target=worker.shutdown, daemon=True).start()
+        wait_for(lambda: worker.status()["status"] == "draining", 5, "draining")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5)
+        assert refused.value.code == 503
+        refused.value.close()
+    finally:
+        server.stop()
