@@ -35,7 +35,7 @@ OUTPUT_FORMATS = ("png", "webp", "jpeg")
 SCHEDULERS = ("ddim", "pndm", "euler", "euler_ancestral", "dpm_solver", "lms")
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
-MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
+MetadataValue = StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictBool | None
 
 
 class _RequestBase(BaseModel):
@@ -88,7 +88,7 @@ def request_model(limits: RequestLimits) -> type[BaseModel]:
             Field(default=limits.default_steps, description="denoising steps"),
         ),
         "guidance_scale": (
-            Annotated[float, Field(ge=0, le=limits.max_guidance_scale, strict=False)],
+            Annotated[StrictFloat | StrictInt, Field(ge=0, le=limits.max_guidance_scale, allow_inf_nan=False)],
             Field(default=limits.default_guidance_scale, description="classifier-free guidance; 0 or 1 turns it off"),
         ),
         "num_images": (

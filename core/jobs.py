@@ -169,9 +169,16 @@ class Job:
         }
 
 
+def image_seed(job_seed: int, index: int) -> int:
+    """The seed of image `index` of a job: `seed + index`, wrapping within 0..2^32-1."""
+    return (job_seed + index) % 2**32
+
+
 def output_object_name(user_id: str, job_id: str, index: int, output_format: str) -> str:
     """Where image `index` of a job lives in the outputs bucket (the upload contract)."""
-    ext = {"png": "png", "webp": "webp", "jpeg": "jpg"}[output_format]
+    if output_format not in CONTENT_TYPES:
+        raise ValueError(f"unknown output format {output_format!r}")
+    ext = output_format  # `<index>.<output_format>`: png, webp or jpeg
     return f"{user_id}/jobs/{job_id}/{index}.{ext}"
 
 

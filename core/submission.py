@@ -148,9 +148,11 @@ class JobService:
                 return Submitted(_same_request(waited, fingerprint), created=False)
         try:
             admitted, created = self._admit(user, job)
-        except ResourceExhausted:
-            if idempotency_key is not None:
-                self._documents.delete(c.IDEMPOTENCY, job.id)  # the key may be used again later
+        except BaseException:
+            # No job was created (a quota refusal, a backend failure): release the key at once, so
+            # a retry with it is admitted afresh instead of waiting for a claim nobody will fill.
+            if idempotency_key is not None and self._ledger.get(job.id) is None:
+                self._documents.delete(c.IDEMPOTENCY, job.id)
             raise
         if not created:
             return Submitted(_same_request(admitted, fingerprint), created=False)
@@ -228,12 +230,15 @@ class JobService:
         return None
 
     def _check_model(self, name: str | None) -> None:
-        """A named model must be registered (the default model is the deployment's own choice)."""
-        if name is None or name == self._settings.default_model:
-            return
-        if self._documents.get(c.MODELS, name) is None:
+        """Workers of a deployment serve one model (`GPUPIPE_DEFAULT_MODEL`, the workers'
+        `GPUPIPE_WORKER_MODEL`): a job for any other name would be accepted and then never run,
+        so it is refused here, naming what is served. Versions of that model are the registry's
+        business (promote / roll back)."""
+        served = self._settings.default_model
+        if name is not None and name != served:
             raise InvalidArgument(
-                "invalid job request: model", [FieldError("model", f"is not a registered model, got {name!r}")]
+                "invalid job request: model",
+                [FieldError("model", f"this deployment serves only {served!r}, got {name!r}")],
             )
 
     def _count_request(self, user: User) -> None:

@@ -45,6 +45,7 @@ from adapters.ports import (
     Transaction,
 )
 from core import collections as c
+from core import json_input
 from core.batches import Batch, BatchStatus, batch_id_for, batch_job_id, batch_prefix, write_summary
 from core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from core.job_request import MAX_SEED, validate_request
@@ -245,7 +246,7 @@ class UploadTrigger:
         lines: list[_Line] = []
         for number, raw in raw_lines:
             try:
-                decoded = json.loads(raw)
+                decoded = json_input.loads(raw)
             except ValueError as exc:
                 lines.append(
                     _Line(number, None, _error("invalid_argument", "the line is not JSON", "(line)", str(exc)))

@@ -21,6 +21,7 @@ from typing import Any
 
 import flask
 import functions_framework
+import google.auth.exceptions
 import requests
 
 from adapters.ports import BackendUnavailable, BacklogReader, WorkerJobRunner
@@ -150,7 +151,7 @@ def nudge(
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
         )
-    except (requests.RequestException, OSError, ValueError) as exc:
+    except (requests.RequestException, OSError, ValueError, google.auth.exceptions.GoogleAuthError) as exc:
         log.warning("could not nudge dispatch at %s: %s", url, exc)
         return False
     if response.status_code != 200:
@@ -186,7 +187,10 @@ class BackgroundNudger:
                 if queued == 0:
                     self._running = False
                     return
-            self._send(self._url, queued=queued)
+            try:
+                self._send(self._url, queued=queued)
+            except Exception:  # noqa: BLE001 - best effort: log it, and keep this nudger alive
+                log.exception("nudging dispatch failed")
 
     def idle(self) -> bool:
         with self._lock:

@@ -42,7 +42,7 @@ from core.batches import Batch, write_summary
 from core.dead_letters import NotAJobMessage, job_id_of
 from core.errors import InvalidArgument, InvalidTransition, NotFoundError
 from core.job_request import validate_request
-from core.jobs import CONTENT_TYPES, Job, JobOutput, JobStatus, output_object_name
+from core.jobs import CONTENT_TYPES, Job, JobOutput, JobStatus, image_seed, output_object_name
 from core.ledger import JobLedger
 from core.settings import Settings
 from core.timeutil import utcnow
@@ -534,7 +534,7 @@ class Worker:
             content_type=CONTENT_TYPES[fmt],
             width=int(job.input["width"]),
             height=int(job.input["height"]),
-            seed=int(job.input["seed"]) + index,
+            seed=image_seed(int(job.input["seed"]), index),
             bucket=bucket,
             name=name,
         )

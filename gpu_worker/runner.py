@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.jobs import image_seed
 from core.settings import WorkerSettings
 from gpu_worker.errors import BatchCancelled, ConfigurationError, PermanentError, TransientError
 
@@ -234,7 +235,7 @@ class DiffusersRunner:
             for i in range(request.num_images):
                 prompts.append(request.prompt)
                 negatives.append(request.negative_prompt or "")
-                generators.append(torch.Generator(device="cpu").manual_seed(request.seed + i))
+                generators.append(torch.Generator(device="cpu").manual_seed(image_seed(request.seed, i)))
         steps_run = 0
 
         def on_step_end(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:

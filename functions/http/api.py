@@ -13,6 +13,7 @@ from typing import Any
 import flask
 
 from adapters.ports import AdapterError
+from core import json_input
 from core.errors import FieldError, GpupipeError, InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 from core.jobs import Job
 from core.logs import trace_context
@@ -85,7 +86,7 @@ def _dispatch(request: flask.Request, services: Services) -> flask.Response:
 
 # ---------------------------------------------------------------------- encoding
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
-    response = flask.Response(json.dumps(body, separators=(",", ":")), status=status, mimetype=JSON)
+    response = flask.Response(json.dumps(body, separators=(",", ":"), allow_nan=False), status=status, mimetype=JSON)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -117,13 +118,9 @@ def _json_body(request: flask.Request, limit: int) -> Any:
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        return json_input.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidArgument("the body is not valid JSON", [FieldError("(body)", str(exc))]) from None
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _int_arg(request: flask.Request, name: str) -> int | None:

@@ -62,7 +62,15 @@ def test_job_document_round_trip_and_public_shape() -> None:
 
 
 def test_output_names_follow_the_contract() -> None:
-    assert output_object_name("alice", "job_1", 0, "jpeg") == "alice/jobs/job_1/0.jpg"
+    assert output_object_name("alice", "job_1", 0, "jpeg") == "alice/jobs/job_1/0.jpeg"
+    assert output_object_name("alice", "job_1", 3, "png") == "alice/jobs/job_1/3.png"
+
+
+def test_image_seeds_stay_in_range() -> None:
+    from core.jobs import image_seed
+
+    assert image_seed(7, 2) == 9
+    assert image_seed(2**32 - 1, 1) == 0
 
 
 def test_api_keys_are_checked_by_digest_only() -> None:

@@ -115,3 +115,29 @@ def test_a_submit_tells_the_dispatcher_once_and_a_replay_not_at_all() -> None:
     jobs.submit(user, {"prompt": "a lighthouse"}, idempotency_key="k1")
     jobs.submit(user, {"prompt": "a lighthouse"}, idempotency_key="k1")  # a replay queues nothing
     assert told == [1]
+
+
+def test_a_failing_send_does_not_stop_later_nudges() -> None:
+    from functions.dispatch import BackgroundNudger
+
+    calls: list[int] = []
+
+    def flaky_send(url: str, *, queued: int) -> bool:
+        calls.append(queued)
+        if len(calls) == 1:
+            raise RuntimeError("credentials exploded")
+        return True
+
+    nudger = BackgroundNudger("http://dispatch.invalid/", send=flaky_send)
+    waiter = threading.Event()
+    nudger(1)
+    for _ in range(100):
+        if nudger.idle():
+            break
+        waiter.wait(0.02)
+    nudger(2)
+    for _ in range(100):
+        if nudger.idle() and len(calls) == 2:
+            break
+        waiter.wait(0.02)
+    assert calls == [1, 2]

@@ -72,6 +72,23 @@ def test_body_that_is_not_json_gets_400(client, alice):
     assert response.get_json()["error"]["details"][0]["field"] == "(body)"
 
 
+@pytest.mark.parametrize(
+    ("raw", "field", "says"),
+    [
+        (b"[" * 60000, "(body)", "nested too deeply"),
+        (b'{"prompt": "x", "metadata": {"n": 1e400}}', "(body)", "out of range"),
+        (b'{"prompt": "x", "guidance_scale": NaN}', "(body)", "NaN"),
+        (b'{"prompt": "x", "guidance_scale": "7"}', "guidance_scale", "valid number"),
+        (b'{"prompt": "x", "guidance_scale": true}', "guidance_scale", "valid number"),
+    ],
+)
+def test_json_a_client_cannot_rely_on_is_rejected_not_corrected(client, alice, raw, field, says):
+    response = client.post("/v1/jobs", data=raw, headers={**alice.headers, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    details = response.get_json()["error"]["details"]
+    assert any(d["field"] == field and says in d["message"] for d in details), details
+
+
 def test_non_json_content_type_gets_415(client, alice):
     response = client.post("/v1/jobs", data="prompt=x", headers={**alice.headers, "Content-Type": "text/plain"})
     assert response.status_code == 415
@@ -421,3 +438,40 @@ def test_paths_the_framework_router_refuses_still_get_the_json_envelope(client: 
     assert response.status_code == 404
     assert response.mimetype == "application/json"
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+class _AdmissionFailsOnce(MemoryDocumentStore):
+    """Every call goes to one memory store; the first transaction (the admission) times out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures_left = 1
+
+    def transaction(self, fn: Any, *, max_attempts: int = 5) -> Any:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise BackendUnavailable("jobs: deadline exceeded")
+        return super().transaction(fn, max_attempts=max_attempts)
+
+
+def test_an_idempotent_retry_after_a_503_is_admitted_at_once(memory_settings, memory_backends, alice_on):
+    from adapters.factory import bootstrap
+    from tests.unit.functions.conftest import make_app
+
+    documents = _AdmissionFailsOnce()
+    backends = MemoryBackends()
+    backends.documents = documents
+    caller = alice_on(backends)
+    wiring.install(
+        memory_settings,
+        bootstrap(memory_settings, documents=documents, blobs=memory_backends.blobs, publisher=memory_backends.pubsub),
+    )
+    try:
+        client = make_app("api").test_client()
+        first = client.post("/v1/jobs", json=JOB, headers={**caller.headers, "Idempotency-Key": "retry-me"})
+        assert first.status_code == 503
+        assert list(documents.iterate(c.IDEMPOTENCY)) == []  # the key was released
+        retry = client.post("/v1/jobs", json=JOB, headers={**caller.headers, "Idempotency-Key": "retry-me"})
+        assert retry.status_code == 202
+    finally:
+        wiring.reset()
