@@ -69,10 +69,11 @@ class DeadLetterHandler:
             log.info("dead letter for a job that already ended: %s", exc, extra={"job_id": job_id})
             return DeadLetterOutcome(job_id, failed=False)
         context = {"job_id": job_id, "user_id": result.job.user_id, "batch_id": result.job.batch_id}
+        if result.completed_batch is not None:
+            # Raises on failure, so the event is redelivered and the summary written then.
+            write_summary(self._blobs, self._documents, self._settings.names.outputs_bucket, result.completed_batch)
         if not result.changed:
             log.info("duplicate dead letter", extra=context)
             return DeadLetterOutcome(job_id, failed=False)
         log.warning("job dead-lettered and failed", extra=context)
-        if result.completed_batch is not None:
-            write_summary(self._blobs, self._documents, self._settings.names.outputs_bucket, result.completed_batch)
         return DeadLetterOutcome(job_id, failed=True)

@@ -134,17 +134,26 @@ class JobLedger:
             return Transition(updated, changed=True)
 
         result = self._store.transaction(run)
-        if result.changed and target.terminal and result.job.batch_id is not None:
-            completed = self.complete_batch_if_done(result.job.batch_id)
-            if completed is not None:
-                return dataclasses.replace(result, completed_batch=completed)
+        # Also for a duplicate finish: if an earlier finisher completed the batch but its summary
+        # was never written (it crashed or the write failed), this caller gets to write it.
+        if target.terminal and result.job.batch_id is not None:
+            due = self.complete_batch_if_done(result.job.batch_id)
+            if due is not None:
+                return dataclasses.replace(result, completed_batch=due)
         return result
 
     def complete_batch_if_done(self, batch_id: str) -> Batch | None:
-        """Mark the batch completed when all its jobs are terminal; return it to the one caller
-        whose call completed it (None to everyone else, and while jobs are still pending)."""
+        """Complete the batch when all its jobs are terminal. Returns the batch whenever its
+        `summary.json` is due: to the caller that completed it, and to any later caller while the
+        summary is still missing (writing it is create-only, so a retry is always safe). None
+        while jobs are pending and once the summary exists."""
         doc = self._store.get(c.BATCHES, batch_id)
-        if doc is None or not _batch_done(Batch.from_document(batch_id, doc)):
+        if doc is None:
+            return None
+        seen = Batch.from_document(batch_id, doc)
+        if seen.status is BatchStatus.COMPLETED:
+            return seen if seen.summary_uri is None else None
+        if not _batch_done(seen):
             return None
 
         def run(tx: Transaction) -> Batch | None:
@@ -152,6 +161,8 @@ class JobLedger:
             if current is None:
                 return None
             batch = Batch.from_document(batch_id, current)
+            if batch.status is BatchStatus.COMPLETED:
+                return batch if batch.summary_uri is None else None
             if not _batch_done(batch):
                 return None
             batch.status = BatchStatus.COMPLETED

@@ -39,10 +39,13 @@ from functions.http.api import framework_error, handle  # noqa: E402
 
 log = logging.getLogger("gpupipe.functions")
 
-# functions-framework runs this file inside the app it is creating; its `errorhandler` then
-# registers on that app (outside it, it is a no-op), so framework-level 404/405s are JSON too.
-for _status in (404, 405):
-    functions_framework.errorhandler(_status)(framework_error)
+# functions-framework executes this file inside the app context of the app it is creating:
+# register on exactly that app, so framework-level 404/405s are JSON too. (Its module-level
+# `errorhandler` points at whichever app was created last, which races when apps are created
+# concurrently.) A plain import has no app context and registers nothing.
+if flask.has_app_context():
+    for _status in (404, 405):
+        flask.current_app.register_error_handler(_status, framework_error)
 
 
 @functions_framework.http

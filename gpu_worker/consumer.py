@@ -277,6 +277,9 @@ class Worker:
             message.ack()
             return
         if job.status.terminal:
+            if job.batch_id is not None:
+                # A redelivery after a failed summary write: finish the batch's bookkeeping now.
+                self._write_summary(self._ledger.complete_batch_if_done(job.batch_id))
             log.info("job already %s; acked", job.status.value, extra=extra)
             self.metrics.jobs.labels("skipped").inc()
             message.ack()
@@ -540,13 +543,11 @@ class Worker:
         )
 
     def _write_summary(self, batch: Batch | None) -> None:
+        """Write a completed batch's summary.json. A failure propagates, so the message is nacked
+        and its redelivery (which finds the job terminal) writes the summary again."""
         if batch is None:
             return
-        try:
-            write_summary(self._blobs, self._documents, self.settings.names.outputs_bucket, batch)
-        except _TRANSIENT as exc:
-            # The batch is complete in Firestore either way; the summary is a convenience copy.
-            log.error("could not write the summary of batch %s: %s", batch.id, exc, extra={"batch_id": batch.id})
+        write_summary(self._blobs, self._documents, self.settings.names.outputs_bucket, batch)
 
     def _settle(self, task: Task, ack: bool, outcome: str) -> None:
         with task.lock:

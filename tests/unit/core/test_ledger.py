@@ -138,3 +138,18 @@ def test_two_concurrent_finishers_bill_once(store: MemoryDocumentStore, ledger: 
     assert results.count(True) == 1
     assert len(list(store.iterate(c.USAGE))) == 1
     assert store.get(c.QUOTAS, "alice")["active_jobs"] == 0  # type: ignore[index]
+
+
+def test_a_batch_summary_stays_due_until_written(store: MemoryDocumentStore, ledger: JobLedger) -> None:
+    """If whoever completed a batch never wrote its summary, the next finisher of any of its
+    jobs (a redelivery, say) is handed the batch again; once the summary exists, nobody is."""
+    batch = Batch("b1", "alice", "gs://in/alice/x.jsonl", BatchStatus.RUNNING, NOW, NOW, jobs_total=1)
+    store.create(c.BATCHES, "b1", batch.to_document())
+    admit(store, ledger, make_user(), make_job("j1", batch_id="b1"))
+    first = ledger.transition("j1", JobStatus.CANCELLED)
+    assert first.completed_batch is not None  # ...and suppose its summary write then failed
+    duplicate = ledger.transition("j1", JobStatus.CANCELLED)
+    assert not duplicate.changed and duplicate.completed_batch is not None
+    store.update(c.BATCHES, "b1", {"summary_uri": "gs://out/alice/batches/b1/summary.json"})
+    assert ledger.transition("j1", JobStatus.CANCELLED).completed_batch is None
+    assert ledger.complete_batch_if_done("b1") is None
