@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from adapters.ports import BlobStore, DocumentStore, MessagingAdmin, Publisher, Subscriber
+from adapters.ports import BlobStore, DocumentStore, MessagingAdmin, Publisher, Subscriber, WebhookSender
 from core.settings import Settings
 
 
@@ -89,6 +89,17 @@ class Backends:
             return PubSubAdmin(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
 
         return self._pick("messaging_admin", build)  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def webhooks(self) -> WebhookSender:
+        def build() -> WebhookSender:
+            if self.settings.backend == "memory":
+                return self._memory.webhooks
+            from adapters.http_webhooks import HttpWebhookSender
+
+            return HttpWebhookSender()
+
+        return self._pick("webhooks", build)  # type: ignore[no-any-return]
 
 
 def bootstrap(settings: Settings, **overrides: Any) -> Backends:

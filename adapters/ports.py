@@ -340,3 +340,13 @@ class WorkerJobRunner(abc.ABC):
     @abc.abstractmethod
     def start_workers(self, count: int) -> str:
         """Start `count` more workers (one execution with `count` tasks); return the operation's name."""
+
+
+# --------------------------------------------------------------------------- webhooks
+class WebhookSender(abc.ABC):
+    """Delivers a job's webhook (an HTTPS POST of JSON to the URL the user gave)."""
+
+    @abc.abstractmethod
+    def deliver(self, url: str, payload: Mapping[str, Any]) -> None:
+        """POST `payload` as JSON, retrying a bounded number of times; raise `BackendUnavailable`
+        when the receiver never answered 2xx."""

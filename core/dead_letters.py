@@ -10,7 +10,7 @@ changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from adapters.ports import BlobStore, DocumentStore
@@ -45,11 +45,18 @@ def job_id_of(attributes: Mapping[str, str], data: bytes) -> str:
 
 
 class DeadLetterHandler:
-    def __init__(self, documents: DocumentStore, blobs: BlobStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        documents: DocumentStore,
+        blobs: BlobStore,
+        settings: Settings,
+        *,
+        on_terminal: Callable[[Job], None] | None = None,
+    ) -> None:
         self._documents = documents
         self._blobs = blobs
         self._settings = settings
-        self._ledger = JobLedger(documents)
+        self._ledger = JobLedger(documents, on_terminal=on_terminal)
 
     def handle(self, job_id: str, *, delivery_attempts: int | None = None) -> DeadLetterOutcome:
         attempts = (

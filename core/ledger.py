@@ -43,9 +43,18 @@ def _seconds_between(start: dt.datetime | None, end: dt.datetime | None) -> floa
 
 
 class JobLedger:
-    def __init__(self, store: DocumentStore, *, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        on_terminal: Callable[[Job], None] | None = None,
+    ) -> None:
+        """`on_terminal(job)` runs once per job, after the transition that ended it committed
+        (webhooks); it must return at once and never raise."""
         self._store = store
         self._clock = clock
+        self._on_terminal = on_terminal
 
     # ------------------------------------------------------------------ reads
     def get(self, job_id: str) -> Job | None:
@@ -134,6 +143,8 @@ class JobLedger:
             return Transition(updated, changed=True)
 
         result = self._store.transaction(run)
+        if result.changed and target.terminal and self._on_terminal is not None:
+            self._on_terminal(result.job)
         # Also for a duplicate finish: if an earlier finisher completed the batch but its summary
         # was never written (it crashed or the write failed), this caller gets to write it.
         if target.terminal and result.job.batch_id is not None:

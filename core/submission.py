@@ -99,6 +99,7 @@ class JobService:
         claim_wait_seconds: float = 15.0,
         admission_wait_seconds: float = 20.0,
         on_queued: Callable[[int], None] | None = None,
+        on_terminal: Callable[[Job], None] | None = None,
     ) -> None:
         """`on_queued(n)` is told after `n` new jobs were published (the wiring nudges the
         worker dispatcher with it); it must return at once and never raise."""
@@ -107,7 +108,7 @@ class JobService:
         self._publisher = publisher
         self._blobs = blobs
         self._settings = settings
-        self._ledger = JobLedger(documents, clock=clock)
+        self._ledger = JobLedger(documents, clock=clock, on_terminal=on_terminal)
         self._clock = clock
         self._publish_timeout = publish_timeout
         self._publish_attempts = publish_attempts

@@ -20,6 +20,7 @@ from core.logs import configure_logging
 from core.settings import Settings
 from core.submission import JobService
 from core.uploads import UploadTrigger
+from core.webhooks import WebhookNotifier
 from functions.dispatch import BackgroundNudger
 
 
@@ -42,13 +43,14 @@ def build(settings: Settings, backends: Backends) -> Services:
     # On Cloud Run workers, new jobs nudge the dispatcher so a worker starts without waiting for
     # the scheduler's next tick; GKE (KEDA) and the local stack have no dispatch URL.
     on_queued = BackgroundNudger(settings.dispatch.url) if settings.dispatch.url else None
+    webhooks = WebhookNotifier(backends.webhooks, blobs, url_ttl_seconds=settings.signed_url_ttl_seconds)
     return Services(
         settings=settings,
         backends=backends,
         accounts=Accounts(documents, settings),
-        jobs=JobService(documents, publisher, settings, blobs=blobs, on_queued=on_queued),
+        jobs=JobService(documents, publisher, settings, blobs=blobs, on_queued=on_queued, on_terminal=webhooks),
         uploads=UploadTrigger(documents, blobs, publisher, settings, on_queued=on_queued),
-        dead_letters=DeadLetterHandler(documents, blobs, settings),
+        dead_letters=DeadLetterHandler(documents, blobs, settings, on_terminal=webhooks),
     )
 
 

@@ -97,6 +97,7 @@ class _Process:
         from diffusers import StableDiffusionPipeline  # noqa: F401 (its lazy import is a second bulk)
 
         from adapters.factory import bootstrap
+        from core.webhooks import WebhookNotifier
         from gpu_worker.consumer import Worker
         from gpu_worker.health import HealthServer
         from gpu_worker.metrics import WorkerMetrics
@@ -129,6 +130,9 @@ class _Process:
                 runner=runner,
                 worker_id=self.worker_id,
                 metrics=metrics,
+                on_terminal=WebhookNotifier(
+                    backends.webhooks, backends.blobs, url_ttl_seconds=settings.signed_url_ttl_seconds
+                ),
             )
             if self.stop_requested:
                 log.info("stopped before pulling", extra={"worker_id": self.worker_id})

@@ -105,6 +105,7 @@ class Worker:
         subscription: str | None = None,
         delivery_threads: int = 4,
         clock: Callable[[], dt.datetime] = utcnow,
+        on_terminal: Callable[[Job], None] | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -115,7 +116,7 @@ class Worker:
         self._blobs = blobs
         self._subscriber = subscriber
         self._subscription = subscription or settings.names.jobs_subscription
-        self._ledger = JobLedger(documents, clock=clock)
+        self._ledger = JobLedger(documents, clock=clock, on_terminal=on_terminal)
         self._clock = clock
         self._batcher: Batcher[Task] = Batcher(self._config.max_batch_size, self._config.max_batch_wait_seconds)
         self._pool = ThreadPoolExecutor(max_workers=delivery_threads, thread_name_prefix="worker-deliver")
@@ -436,6 +437,7 @@ class Worker:
                 images,
                 exc,
                 extra={"worker_id": self.worker_id, "job_ids": list(by_id)},
+                exc_info=True,  # unknown failures are retried (then dead-lettered): keep the traceback
             )
             self.metrics.failures.labels("transient").inc(len(tasks))
             for task in tasks:

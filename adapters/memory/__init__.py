@@ -9,6 +9,7 @@ from __future__ import annotations
 from adapters.memory.blobs import MemoryBlobStore
 from adapters.memory.documents import MemoryDocumentStore
 from adapters.memory.pubsub import MemoryPubSub
+from adapters.memory.webhooks import MemoryWebhookSender
 
 
 class MemoryBackends:
@@ -16,6 +17,7 @@ class MemoryBackends:
         self.blobs = MemoryBlobStore()
         self.documents = MemoryDocumentStore()
         self.pubsub = MemoryPubSub(backoff_scale=pubsub_backoff_scale)
+        self.webhooks = MemoryWebhookSender()
 
 
-__all__ = ["MemoryBackends", "MemoryBlobStore", "MemoryDocumentStore", "MemoryPubSub"]
+__all__ = ["MemoryBackends", "MemoryBlobStore", "MemoryDocumentStore", "MemoryPubSub", "MemoryWebhookSender"]

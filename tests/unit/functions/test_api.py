@@ -475,3 +475,13 @@ def test_an_idempotent_retry_after_a_503_is_admitted_at_once(memory_settings, me
         assert retry.status_code == 202
     finally:
         wiring.reset()
+
+
+def test_cancelling_a_job_calls_its_webhook(client, alice, services):
+    body = {**JOB, "webhook": "https://hooks.example.test/gpupipe"}
+    job_id = submit(client, alice, body).get_json()["id"]
+    assert client.post(f"/v1/jobs/{job_id}:cancel", headers=alice.headers).status_code == 200
+    delivered = services.backends.webhooks.wait_for(1)
+    assert [(url, p["event"], p["job"]["id"]) for url, p in delivered] == [
+        ("https://hooks.example.test/gpupipe", "job.cancelled", job_id)
+    ]

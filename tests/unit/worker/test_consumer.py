@@ -48,7 +48,7 @@ def worker_settings(settings: Settings, **worker: Any) -> Settings:
 def make_worker(memory_settings: Settings, memory_backends: MemoryBackends) -> Iterator[WorkerFactory]:
     started: list[Worker] = []
 
-    def make(runner: FakeRunner | None = None, documents: Any = None, **worker: Any) -> Worker:
+    def make(runner: FakeRunner | None = None, documents: Any = None, on_terminal: Any = None, **worker: Any) -> Worker:
         w = Worker(
             worker_settings(memory_settings, **worker),
             documents=documents or memory_backends.documents,
@@ -56,6 +56,7 @@ def make_worker(memory_settings: Settings, memory_backends: MemoryBackends) -> I
             subscriber=memory_backends.pubsub,
             runner=runner or FakeRunner(),
             worker_id="test-worker",
+            on_terminal=on_terminal,
         )
         w.start()
         started.append(w)
@@ -380,3 +381,18 @@ def test_health_and_metrics(
         refused.value.close()
     finally:
         server.stop()
+
+
+def test_a_finished_job_is_announced_to_its_webhook(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    from core.webhooks import WebhookNotifier
+
+    notifier = WebhookNotifier(memory_backends.webhooks, memory_backends.blobs, url_ttl_seconds=60)
+    make_worker(on_terminal=notifier)
+    job = create_job(memory_backends.documents, memory_settings, webhook="https://hooks.example.test/w")
+    publish(memory_backends.pubsub, memory_settings, job)
+    delivered = memory_backends.webhooks.wait_for(1, timeout=10)
+    assert [(p["event"], p["job"]["id"], len(p["job"]["outputs"])) for _, p in delivered] == [
+        ("job.succeeded", job.id, 1)
+    ]
