@@ -198,9 +198,12 @@ class Subscriber(abc.ABC):
         *,
         max_messages: int = 10,
         max_lease_seconds: int = 3600,
+        lease_extension_seconds: int | None = None,
     ) -> StreamingPull:
         """Start a streaming pull. At most `max_messages` are outstanding (flow control);
-        leases of outstanding messages are extended for up to `max_lease_seconds`."""
+        leases of outstanding messages are extended for up to `max_lease_seconds`, at most
+        `lease_extension_seconds` at a time when given, so the messages of a subscriber that dies
+        go back to the subscription within about that long."""
 
     @abc.abstractmethod
     def pull(self, subscription: str, max_messages: int = 10, *, timeout: float = 5.0) -> list[ReceivedMessage]:

@@ -251,7 +251,13 @@ def _defaults_for(env: Environment) -> dict[str, Any]:
             api_key_pepper=_LOCAL_PEPPER,
             log_format="text" if env is Environment.TEST else "json",
             request_limits={"default_size": 64, "max_size": 512, "default_steps": 20},
-            worker={"model_cache_dir": ".gpupipe/model-cache", "device": "cpu", "dtype": "float32"},
+            worker={
+                "model_cache_dir": ".gpupipe/model-cache",
+                "device": "cpu",
+                "dtype": "float32",
+                # Short leases: a worker killed locally gives its jobs back within seconds.
+                "lease_extension_seconds": 15,
+            },
         )
     else:
         # Staging and prod must be told their project and pepper; no silent defaults.

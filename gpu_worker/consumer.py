@@ -146,6 +146,7 @@ class Worker:
             self._on_message,
             max_messages=self._config.max_outstanding_messages,
             max_lease_seconds=_MAX_LEASE_SECONDS,
+            lease_extension_seconds=self._config.lease_extension_seconds,
         )
         watcher = threading.Thread(target=self._watch_stream, args=(self._pull,), name="worker-stream", daemon=True)
         watcher.start()

@@ -306,6 +306,7 @@ class PubSubSubscriber(Subscriber):
         *,
         max_messages: int = 10,
         max_lease_seconds: int = 3600,
+        lease_extension_seconds: int | None = None,
     ) -> StreamingPull:
         """Callbacks run on a pool of up to `min(max_messages, 64)` threads; a callback that
         raises is logged and its message nacked (the library's behaviour)."""
@@ -321,7 +322,11 @@ class PubSubSubscriber(Subscriber):
                 self._c.subscription_path(subscription),
                 callback=stream.deliver,
                 flow_control=pubsub_v1.types.FlowControl(
-                    max_messages=max_messages, max_lease_duration=max_lease_seconds
+                    max_messages=max_messages,
+                    max_lease_duration=max_lease_seconds,
+                    # Also bounds the stream's ack deadline, which is what a crashed subscriber's
+                    # messages wait out before redelivery.
+                    max_duration_per_lease_extension=lease_extension_seconds or 0,
                 ),
                 scheduler=ThreadScheduler(executor=executor),
             )

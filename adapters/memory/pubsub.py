@@ -157,9 +157,12 @@ class MemoryPubSub(Publisher, Subscriber, MessagingAdmin):
         *,
         max_messages: int = 10,
         max_lease_seconds: int = 3600,
+        lease_extension_seconds: int | None = None,
     ) -> StreamingPull:
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+        # `lease_extension_seconds` bounds how long a dead subscriber holds messages; an
+        # in-process stream cannot die without `cancel` giving its messages straight back.
         stream = _Stream(self, subscription, callback, max_messages, max_lease_seconds)
         stream.start()
         return stream
