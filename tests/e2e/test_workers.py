@@ -12,6 +12,7 @@ from tests.e2e.conftest import E2EStack, wait_until
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(480)
 def test_a_job_whose_worker_is_killed_mid_job_is_finished_by_a_second_worker(e2e: E2EStack, tmp_path: Path) -> None:
     user = e2e.create_user("crash")
     (first,) = e2e.stack.workers

@@ -214,6 +214,7 @@ def healthy(port: int) -> bool:
         return False
 
 
+@pytest.mark.timeout(480)
 def test_a_worker_killed_mid_job_leaves_it_to_a_second_worker(
     emulator_settings: Settings,
     backends: Backends,
