@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import json
 import logging
 import shutil
@@ -50,7 +49,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ from emulators import processes, suite, topology
 from emulators.errors import AlreadyRunning, NotRunning, StartupFailed, SuiteError
 from emulators.network import HOST
 from emulators.processes import ProcessId
+from emulators.statefiles import exclusive, write_atomically
 from emulators.suite import ProcessRecord, RunningSuite
 
 log = logging.getLogger(__name__)
@@ -295,10 +295,10 @@ class RunningStack:
             "worker_env": self.worker_env,
             "workers_started": self.workers_started,
         }
-        _write_atomically(self.state_dir / STACK_FILE, json.dumps(state, indent=2) + "\n")
+        write_atomically(self.state_dir / STACK_FILE, json.dumps(state, indent=2) + "\n")
         ports = {**dataclasses.asdict(self.suite.ports), **{s.name: s.port for s in self.services}}
-        _write_atomically(self._persist / _PORTS_FILE, json.dumps(ports, indent=2) + "\n")
-        _write_atomically(self._persist / _USER_FILE, json.dumps(dataclasses.asdict(self.user)) + "\n")
+        write_atomically(self._persist / _PORTS_FILE, json.dumps(ports, indent=2) + "\n")
+        write_atomically(self._persist / _USER_FILE, json.dumps(dataclasses.asdict(self.user)) + "\n")
         self.suite.write_local_env(self.env())
 
     @property
@@ -376,7 +376,7 @@ def start(
     deadline = began + timeout
     state = Path(state_dir or settings.emulators.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
-    with _exclusive(state):
+    with exclusive(state, _LOCK_FILE):
         previous = RunningStack.load(state)
         if previous is not None:
             if previous.is_running():
@@ -393,7 +393,7 @@ def start(
 def stop(state_dir: Path | str, *, persist: bool = True) -> tuple[RunningStack, list[str]]:
     """Stop the stack recorded in `state_dir` (see `RunningStack.stop`); `NotRunning` if none."""
     state = Path(state_dir).resolve()
-    with _exclusive(state):
+    with exclusive(state, _LOCK_FILE):
         stack = RunningStack.load(state)
         if stack is None:
             raise NotRunning(f"not running (no stack recorded in {state})")
@@ -776,7 +776,7 @@ def _export_firestore(running_suite: RunningSuite, persist: Path) -> Path:
     metadata = exports / name / f"{name}.overall_export_metadata"
     if not metadata.is_file():
         raise SuiteError(f"the Firestore export wrote no {metadata}")
-    _write_atomically(persist / _FIRESTORE_POINTER, json.dumps({"metadata": str(metadata)}) + "\n")
+    write_atomically(persist / _FIRESTORE_POINTER, json.dumps({"metadata": str(metadata)}) + "\n")
     for older in exports.iterdir():
         if older.name != name:
             shutil.rmtree(older, ignore_errors=True)
@@ -899,25 +899,3 @@ def _read_json(path: Path, *, expect: type = dict) -> Any:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, expect) else None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-@contextlib.contextmanager
-def _exclusive(state: Path) -> Iterator[None]:
-    """Serialize up/down on one state directory (two `make up` at once would race)."""
-    state.mkdir(parents=True, exist_ok=True)
-    with (state / _LOCK_FILE).open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SuiteError(f"another `python -m emulators` is working on {state}; try again when it ends") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import functools
 import json
 import logging
@@ -45,6 +44,7 @@ from emulators.errors import AlreadyRunning, NotRunning, StartupFailed, StopFail
 from emulators.network import HOST, Ports, choose_ports, http_ok, https_ok
 from emulators.processes import ProcessId
 from emulators.programs import Programs, find_programs
+from emulators.statefiles import exclusive, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class RunningSuite:
             "topology": str(self.topology_path),
             "env": self.env(),
         }
-        _write_atomically(self.state_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+        write_atomically(self.state_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """Every variable a client of the suite needs (what local.env exports), plus `extra`."""
@@ -180,7 +180,7 @@ class RunningSuite:
         lines = ["# Written by `python -m emulators up`; valid while the suite runs. `source` it."]
         lines += [f"export {name}={shlex.quote(value)}" for name, value in self.env(extra).items()]
         path = self.state_dir / ENV_FILE
-        _write_atomically(path, "\n".join(lines) + "\n")
+        write_atomically(path, "\n".join(lines) + "\n")
         return path
 
     def _write_client_config(self) -> None:
@@ -199,7 +199,7 @@ class RunningSuite:
             "software_update_check_period = 0\n"
             f"default_project_id = {self.settings.project_id}\n"
         )
-        _write_atomically(self.state_dir / BOTO_FILE, boto)
+        write_atomically(self.state_dir / BOTO_FILE, boto)
 
     def _forget(self) -> None:
         for name in (STATE_FILE, ENV_FILE, BOTO_FILE):
@@ -334,7 +334,7 @@ def start(
     failure every process started so far is stopped again."""
     state = Path(state_dir or settings.emulators.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
-    with _exclusive(state):
+    with exclusive(state, _LOCK_FILE):
         previous = RunningSuite.load(state)
         if previous is not None:
             if previous.is_running():
@@ -360,7 +360,7 @@ def stop(state_dir: Path | str) -> RunningSuite:
     state = Path(state_dir).resolve()
     if not (state / STATE_FILE).exists():
         raise NotRunning(f"not running (no suite recorded in {state})")
-    with _exclusive(state):
+    with exclusive(state, _LOCK_FILE):
         suite = RunningSuite.load(state)
         if suite is None:
             raise NotRunning(f"not running (no suite recorded in {state})")
@@ -527,29 +527,9 @@ def _check(response: requests.Response, what: str) -> None:
         raise SuiteError(f"could not {what}: HTTP {response.status_code} {response.text[:200]}")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 @contextlib.contextmanager
 def _creating_topology() -> Iterator[None]:
     try:
         yield
     except AdapterError as exc:
         raise StartupFailed(f"could not create the topology: {exc}") from exc
-
-
-@contextlib.contextmanager
-def _exclusive(state: Path) -> Iterator[None]:
-    """Serialize up/down on one state directory (two `make up` at once would race)."""
-    with (state / _LOCK_FILE).open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SuiteError(f"another `python -m emulators` is working on {state}; try again when it ends") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
