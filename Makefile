@@ -73,5 +73,5 @@ status: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.worker --results results
 
-clean:
+clean: down  # stop the stack first: its PIDs live in .gpupipe/
 	rm -rf .gpupipe out .mypy_cache .ruff_cache .pytest_cache
