@@ -9,6 +9,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from adapters.ports import BlobStore, DocumentStore
 from core.batches import write_summary
 from core.errors import InvalidTransition, NotFoundError
 from core.jobs import Job, JobError, JobStatus
-from core.ledger import JobLedger
+from core.ledger import JobLedger, stale_after
 from core.settings import Settings
+from core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ class DeadLetterHandler:
         settings: Settings,
         *,
         on_terminal: Callable[[Job], None] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
+        self._clock = clock
         self._documents = documents
         self._blobs = blobs
         self._settings = settings
@@ -66,6 +70,15 @@ class DeadLetterHandler:
 
         def record(job: Job) -> None:
             job.error = JobError(DEAD_LETTERED, message)
+
+        current = self._ledger.get(job_id)
+        if current is not None and current.status is JobStatus.RUNNING:
+            silent_since = self._clock() - stale_after(self._settings.worker)
+            if current.updated_at >= silent_since:
+                # A live worker is running it (from a requeued message): this dead letter is the
+                # original message that went astray with a crashed worker; it changes nothing.
+                log.info("dead letter for a job a live worker is running; ignored", extra={"job_id": job_id})
+                return DeadLetterOutcome(job_id, failed=False)
 
         try:
             result = self._ledger.transition(job_id, JobStatus.FAILED, record)

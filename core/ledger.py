@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.ports import DocumentStore, Transaction
+from adapters.ports import DocumentStore, Filter, Order, Transaction
 from core import collections as c
 from core.batches import Batch, BatchStatus
 from core.errors import InvalidTransition, NotFoundError, ResourceExhausted
 from core.jobs import Job, JobStatus, can_transition
+from core.settings import WorkerSettings
 from core.timeutil import day_key, utcnow
 from core.users import User
 
@@ -183,6 +184,38 @@ class JobLedger:
 
         return self._store.transaction(run)
 
+    def stale_running(self, stale_before: dt.datetime, limit: int = 20) -> list[Job]:
+        """Running jobs whose worker has not written to them since `stale_before` (a worker
+        heartbeats its in-flight jobs), oldest first."""
+        page = self._store.query(
+            c.JOBS,
+            where=[Filter("status", "==", JobStatus.RUNNING.value), Filter("updated_at", "<", stale_before)],
+            order_by=[Order("updated_at")],
+            limit=limit,
+        )
+        return [Job.from_document(d.id, d.data) for d in page.documents]
+
+    def take_over_stale(self, job_id: str, stale_before: dt.datetime) -> Job | None:
+        """Claim the right to requeue a running job whose worker went silent: returns the job
+        (its `updated_at` now reset, so other workers leave it alone) when it still was running
+        and stale, else None."""
+
+        def run(tx: Transaction) -> Job | None:
+            doc = tx.get(c.JOBS, job_id)
+            if doc is None:
+                return None
+            job = Job.from_document(job_id, doc)
+            if job.status is not JobStatus.RUNNING or job.updated_at >= stale_before:
+                return None
+            tx.update(c.JOBS, job_id, {"updated_at": self._clock()})
+            return job
+
+        return self._store.transaction(run)
+
+    def heartbeat(self, job_id: str) -> None:
+        """Mark a running job as still owned by a live worker."""
+        self._store.update(c.JOBS, job_id, {"updated_at": self._clock()})
+
     def record_progress(self, job_id: str, progress: float) -> None:
         """Write progress without a transaction (it is advisory and may be overtaken)."""
         self._store.update(
@@ -201,6 +234,12 @@ class JobLedger:
         if unproduced > 0 and job.quota_day == day_key(now):
             deltas["day_images"] = -unproduced
         tx.increment(c.QUOTAS, job.user_id, deltas)
+
+
+def stale_after(worker: WorkerSettings) -> dt.timedelta:
+    """How long a running job may go without its worker's heartbeat (sent every third of a
+    lease extension) before it counts as abandoned: two lease extensions."""
+    return dt.timedelta(seconds=2 * worker.lease_extension_seconds)
 
 
 _BATCH_COUNTERS = {JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}

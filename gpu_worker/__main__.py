@@ -127,6 +127,7 @@ class _Process:
                 documents=backends.documents,
                 blobs=backends.blobs,
                 subscriber=backends.subscriber,
+                publisher=backends.publisher,
                 runner=runner,
                 worker_id=self.worker_id,
                 metrics=metrics,

@@ -33,6 +33,7 @@ from adapters.ports import (
     AlreadyExists,
     BlobStore,
     DocumentStore,
+    Publisher,
     ReceivedMessage,
     StreamingPull,
     Subscriber,
@@ -42,8 +43,8 @@ from core.batches import Batch, write_summary
 from core.dead_letters import NotAJobMessage, job_id_of
 from core.errors import InvalidArgument, InvalidTransition, NotFoundError
 from core.job_request import validate_request
-from core.jobs import CONTENT_TYPES, Job, JobOutput, JobStatus, image_seed, output_object_name
-from core.ledger import JobLedger
+from core.jobs import CONTENT_TYPES, Job, JobOutput, JobStatus, image_seed, job_message, output_object_name
+from core.ledger import JobLedger, stale_after
 from core.settings import Settings
 from core.timeutil import utcnow
 from gpu_worker.batcher import Batcher
@@ -106,8 +107,12 @@ class Worker:
         delivery_threads: int = 4,
         clock: Callable[[], dt.datetime] = utcnow,
         on_terminal: Callable[[Job], None] | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
+        """With a `publisher`, the worker also requeues running jobs whose worker went silent
+        (it crashed, and its message is not back yet): see `_requeue_stale_jobs`."""
         self.settings = settings
+        self._publisher = publisher
         self.worker_id = worker_id
         self.runner = runner
         self.metrics = metrics or WorkerMetrics()
@@ -584,6 +589,7 @@ class Worker:
                 last_lease = now
                 for task in tasks:
                     self._extend_lease(task)
+                self._requeue_stale_jobs({task.job.id for task in tasks})
             idle_limit = self._config.exit_when_idle_seconds
             if idle_limit is not None and not tasks and now - self._last_activity >= idle_limit:
                 log.info("idle for %.0f s; stopping", idle_limit, extra={"worker_id": self.worker_id})
@@ -615,5 +621,29 @@ class Worker:
             return
         try:
             task.message.modify_ack_deadline(min(600, self._config.lease_extension_seconds))
+            if task.phase in (Phase.WAITING, Phase.RUNNING):
+                self._ledger.heartbeat(task.job.id)  # tells other workers this job's owner is alive
         except _TRANSIENT as exc:
             log.warning("could not extend the lease (%s)", exc, extra=task.log_extra)
+
+    def _requeue_stale_jobs(self, mine: set[str]) -> None:
+        """Publish a new message for running jobs nobody has heartbeaten for a while (their
+        worker died). Pub/Sub would redeliver the original message once its lease lapses, but
+        that can take long (the emulator keeps it on the dead stream for minutes); the job
+        document knows sooner. A transaction lets one worker requeue each job; the duplicate
+        message that may follow is harmless (the job is terminal by then, or re-claimed)."""
+        if self._publisher is None:
+            return
+        stale_before = self._clock() - stale_after(self._config)
+        try:
+            for job in self._ledger.stale_running(stale_before):
+                if job.id in mine or self._ledger.take_over_stale(job.id, stale_before) is None:
+                    continue
+                self._publisher.publish(self.settings.names.jobs_topic, job.id.encode(), job_message(job))
+                log.warning(
+                    "job's worker %s went silent; requeued",
+                    job.worker_id,
+                    extra={"job_id": job.id, "worker_id": self.worker_id},
+                )
+        except _TRANSIENT as exc:
+            log.warning("could not look for stale jobs (%s)", exc, extra={"worker_id": self.worker_id})

@@ -31,9 +31,9 @@ def test_a_job_whose_worker_is_killed_mid_job_is_finished_by_a_second_worker(e2e
         second = e2e.stack.add_worker(e2e.environ)
         assert second.name != first.name
 
-        # The message comes back when the dead worker's lease lapses. Real Pub/Sub honours the
-        # worker's short lease extensions; the emulator took 35-105 s here (it keeps handing
-        # the message to the dead stream for a while), so the bound is generous.
+        # The second worker requeues the job once the dead one's heartbeat is two lease
+        # extensions old (30 s locally); the emulator alone keeps bouncing the original message
+        # off the dead stream for minutes, until it is dead-lettered. Bounded generously.
         done = client.wait(job.id, timeout=240, poll_interval=0.5)
         assert done.status == "succeeded", done.error
         assert done.input["seed"] == 5

@@ -153,3 +153,36 @@ def test_a_batch_summary_stays_due_until_written(store: MemoryDocumentStore, led
     store.update(c.BATCHES, "b1", {"summary_uri": "gs://out/alice/batches/b1/summary.json"})
     assert ledger.transition("j1", JobStatus.CANCELLED).completed_batch is None
     assert ledger.complete_batch_if_done("b1") is None
+
+
+def test_running_jobs_whose_worker_went_silent_are_taken_over_once(store: MemoryDocumentStore) -> None:
+    times = iter([NOW, NOW, NOW + dt.timedelta(seconds=100), NOW + dt.timedelta(seconds=100)])
+    ledger = JobLedger(store, clock=lambda: next(times, NOW + dt.timedelta(seconds=100)))
+    admit(store, ledger, make_user(), make_job("j1"))
+    ledger.transition("j1", JobStatus.RUNNING)  # updated_at = NOW
+    stale_before = NOW + dt.timedelta(seconds=30)
+    assert [j.id for j in ledger.stale_running(stale_before)] == ["j1"]
+    assert ledger.take_over_stale("j1", stale_before) is not None
+    assert ledger.take_over_stale("j1", stale_before) is None  # another worker got there first
+    assert ledger.stale_running(stale_before) == []
+
+
+def test_a_dead_letter_for_a_job_a_live_worker_runs_changes_nothing(store: MemoryDocumentStore) -> None:
+    from adapters.memory import MemoryBlobStore
+    from core.dead_letters import DeadLetterHandler
+    from core.settings import Settings
+
+    settings = Settings.from_env({"GPUPIPE_ENV": "test"})
+    ledger = JobLedger(store, clock=clock)
+    admit(store, ledger, make_user(), make_job("live"))
+    admit(store, ledger, make_user(), make_job("silent"))
+    ledger.transition("live", JobStatus.RUNNING)
+    ledger.transition("silent", JobStatus.RUNNING)
+    later = NOW + dt.timedelta(seconds=5)
+    JobLedger(store, clock=lambda: later).heartbeat("live")
+    much_later = NOW + dt.timedelta(seconds=2 * settings.worker.lease_extension_seconds + 4)
+    handler = DeadLetterHandler(store, MemoryBlobStore(), settings, clock=lambda: much_later)
+    assert not handler.handle("live").failed
+    assert handler.handle("silent").failed
+    assert ledger.require("live").status is JobStatus.RUNNING
+    assert ledger.require("silent").error.code == "dead_lettered"  # type: ignore[union-attr]

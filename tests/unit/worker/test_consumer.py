@@ -3,6 +3,7 @@ cancellation, idempotent completion, failures, progress, shutdown and idleness."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from core import execution
 from core.jobs import JobStatus, output_object_name
 from core.ledger import JobLedger
 from core.settings import Settings
+from core.timeutil import utcnow
 from gpu_worker.consumer import Worker
 from gpu_worker.errors import TransientError
 from gpu_worker.health import HealthServer
@@ -48,7 +50,13 @@ def worker_settings(settings: Settings, **worker: Any) -> Settings:
 def make_worker(memory_settings: Settings, memory_backends: MemoryBackends) -> Iterator[WorkerFactory]:
     started: list[Worker] = []
 
-    def make(runner: FakeRunner | None = None, documents: Any = None, on_terminal: Any = None, **worker: Any) -> Worker:
+    def make(
+        runner: FakeRunner | None = None,
+        documents: Any = None,
+        on_terminal: Any = None,
+        publisher: Any = None,
+        **worker: Any,
+    ) -> Worker:
         w = Worker(
             worker_settings(memory_settings, **worker),
             documents=documents or memory_backends.documents,
@@ -57,6 +65,7 @@ def make_worker(memory_settings: Settings, memory_backends: MemoryBackends) -> I
             runner=runner or FakeRunner(),
             worker_id="test-worker",
             on_terminal=on_terminal,
+            publisher=publisher,
         )
         w.start()
         started.append(w)
@@ -396,3 +405,17 @@ def test_a_finished_job_is_announced_to_its_webhook(
     assert [(p["event"], p["job"]["id"], len(p["job"]["outputs"])) for _, p in delivered] == [
         ("job.succeeded", job.id, 1)
     ]
+
+
+def test_a_running_job_whose_worker_went_silent_is_requeued_and_finished(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    """Its worker died and its message is not back: the job document says so first."""
+    job = create_job(memory_backends.documents, memory_settings)
+    ledger = JobLedger(memory_backends.documents, clock=lambda: utcnow() - dt.timedelta(minutes=5))
+    ledger.transition(job.id, JobStatus.RUNNING, lambda j: setattr(j, "worker_id", "dead-worker"))
+    make_worker(publisher=memory_backends.pubsub, lease_extension_seconds=3)  # no message published
+    wait_for(lambda: succeeded(memory_backends, job.id), 15, "the silent worker's job to be finished")
+    done = JobLedger(memory_backends.documents).require(job.id)
+    assert done.worker_id == "test-worker" and done.attempts == 2
+    assert len(usage_records(memory_backends.documents, job.id)) == 1
