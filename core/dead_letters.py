@@ -9,7 +9,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,9 +17,8 @@ from adapters.ports import BlobStore, DocumentStore
 from core.batches import write_summary
 from core.errors import InvalidTransition, NotFoundError
 from core.jobs import Job, JobError, JobStatus
-from core.ledger import JobLedger, stale_after
+from core.ledger import JobLedger
 from core.settings import Settings
-from core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +34,14 @@ class DeadLetterOutcome:
     job_id: str
     failed: bool
     """True when this call failed the job; False for an unknown, already-ended or duplicate job."""
+
+
+def requeue_of(attributes: Mapping[str, str]) -> int:
+    """Which message of a job this is: 0 for the original, n for the n-th requeue."""
+    try:
+        return max(0, int(attributes.get("requeue", "0")))
+    except ValueError:
+        return 0
 
 
 def job_id_of(attributes: Mapping[str, str], data: bytes) -> str:
@@ -54,15 +60,14 @@ class DeadLetterHandler:
         settings: Settings,
         *,
         on_terminal: Callable[[Job], None] | None = None,
-        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
-        self._clock = clock
         self._documents = documents
         self._blobs = blobs
         self._settings = settings
         self._ledger = JobLedger(documents, on_terminal=on_terminal)
 
-    def handle(self, job_id: str, *, delivery_attempts: int | None = None) -> DeadLetterOutcome:
+    def handle(self, job_id: str, *, delivery_attempts: int | None = None, requeue: int = 0) -> DeadLetterOutcome:
+        """`requeue` is the message's `requeue` attribute (0 for the original message)."""
         attempts = (
             f"after {delivery_attempts} delivery attempts" if delivery_attempts else "after every delivery attempt"
         )
@@ -72,13 +77,11 @@ class DeadLetterHandler:
             job.error = JobError(DEAD_LETTERED, message)
 
         current = self._ledger.get(job_id)
-        if current is not None and current.status is JobStatus.RUNNING:
-            silent_since = self._clock() - stale_after(self._settings.worker)
-            if current.updated_at >= silent_since:
-                # A live worker is running it (from a requeued message): this dead letter is the
-                # original message that went astray with a crashed worker; it changes nothing.
-                log.info("dead letter for a job a live worker is running; ignored", extra={"job_id": job_id})
-                return DeadLetterOutcome(job_id, failed=False)
+        if current is not None and requeue < current.requeues:
+            # A worker requeued the job after its first worker died: this dead letter is a message
+            # the newer one superseded (it went astray with the dead worker); it changes nothing.
+            log.info("dead letter of a superseded message; ignored", extra={"job_id": job_id})
+            return DeadLetterOutcome(job_id, failed=False)
 
         try:
             result = self._ledger.transition(job_id, JobStatus.FAILED, record)

@@ -106,6 +106,9 @@ class Job:
     worker_id: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    requeues: int = 0
+    """How often a worker requeued this job after its worker went silent (the newest message's
+    `requeue` attribute); dead letters of older messages are ignored."""
     quota_day: str | None = None
     """The UTC day whose image quota this job's images were reserved from (set at admission)."""
 

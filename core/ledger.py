@@ -207,7 +207,9 @@ class JobLedger:
             job = Job.from_document(job_id, doc)
             if job.status is not JobStatus.RUNNING or job.updated_at >= stale_before:
                 return None
-            tx.update(c.JOBS, job_id, {"updated_at": self._clock()})
+            job.requeues += 1
+            job.updated_at = self._clock()
+            tx.update(c.JOBS, job_id, {"updated_at": job.updated_at, "requeues": job.requeues})
             return job
 
         return self._store.transaction(run)

@@ -30,7 +30,7 @@ except ModuleNotFoundError:
 import flask  # noqa: E402
 import functions_framework  # noqa: E402
 
-from core.dead_letters import NotAJobMessage, job_id_of  # noqa: E402
+from core.dead_letters import NotAJobMessage, job_id_of, requeue_of  # noqa: E402
 from core.uploads import MalformedNotification, StorageNotification  # noqa: E402
 from functions import wiring  # noqa: E402
 from functions.dispatch import dispatch  # noqa: E402,F401  (a target of this file: functions.dispatch)
@@ -76,4 +76,6 @@ def on_dead_letter(event: Any) -> None:
     except (NotAPubSubEvent, NotAJobMessage) as exc:
         log.error("dropping a dead letter that names no job: %s", exc, extra={"event_id": event["id"]})
         return
-    services.dead_letters.handle(job_id, delivery_attempts=message.delivery_attempt)
+    services.dead_letters.handle(
+        job_id, delivery_attempts=message.delivery_attempt, requeue=requeue_of(message.attributes)
+    )

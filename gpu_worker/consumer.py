@@ -639,7 +639,8 @@ class Worker:
             for job in self._ledger.stale_running(stale_before):
                 if job.id in mine or self._ledger.take_over_stale(job.id, stale_before) is None:
                     continue
-                self._publisher.publish(self.settings.names.jobs_topic, job.id.encode(), job_message(job))
+                attributes = {**job_message(job), "requeue": str(job.requeues)}
+                self._publisher.publish(self.settings.names.jobs_topic, job.id.encode(), attributes)
                 log.warning(
                     "job's worker %s went silent; requeued",
                     job.worker_id,

@@ -167,22 +167,19 @@ def test_running_jobs_whose_worker_went_silent_are_taken_over_once(store: Memory
     assert ledger.stale_running(stale_before) == []
 
 
-def test_a_dead_letter_for_a_job_a_live_worker_runs_changes_nothing(store: MemoryDocumentStore) -> None:
+def test_a_dead_letter_of_a_superseded_message_changes_nothing(store: MemoryDocumentStore) -> None:
     from adapters.memory import MemoryBlobStore
-    from core.dead_letters import DeadLetterHandler
+    from core.dead_letters import DeadLetterHandler, requeue_of
     from core.settings import Settings
 
     settings = Settings.from_env({"GPUPIPE_ENV": "test"})
     ledger = JobLedger(store, clock=clock)
-    admit(store, ledger, make_user(), make_job("live"))
-    admit(store, ledger, make_user(), make_job("silent"))
-    ledger.transition("live", JobStatus.RUNNING)
-    ledger.transition("silent", JobStatus.RUNNING)
-    later = NOW + dt.timedelta(seconds=5)
-    JobLedger(store, clock=lambda: later).heartbeat("live")
-    much_later = NOW + dt.timedelta(seconds=2 * settings.worker.lease_extension_seconds + 4)
-    handler = DeadLetterHandler(store, MemoryBlobStore(), settings, clock=lambda: much_later)
-    assert not handler.handle("live").failed
-    assert handler.handle("silent").failed
-    assert ledger.require("live").status is JobStatus.RUNNING
-    assert ledger.require("silent").error.code == "dead_lettered"  # type: ignore[union-attr]
+    admit(store, ledger, make_user(), make_job("j1"))
+    ledger.transition("j1", JobStatus.RUNNING)
+    requeued = ledger.take_over_stale("j1", NOW + dt.timedelta(seconds=1))
+    assert requeued is not None and requeued.requeues == 1
+    handler = DeadLetterHandler(store, MemoryBlobStore(), settings)
+    assert not handler.handle("j1", requeue=requeue_of({})).failed  # the original message: superseded
+    assert ledger.require("j1").status is JobStatus.RUNNING
+    assert handler.handle("j1", requeue=requeue_of({"requeue": "1"})).failed  # the live message gave up
+    assert ledger.require("j1").error.code == "dead_lettered"  # type: ignore[union-attr]
