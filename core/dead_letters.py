@@ -9,24 +9,23 @@ changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.ports import BlobStore, DocumentStore
 from core.batches import write_summary
 from core.errors import InvalidTransition, NotFoundError
 from core.jobs import Job, JobError, JobStatus
-from core.ledger import JobLedger
+from core.ledger import JobLedger, stale_after
+from core.reconciler import Reconciler
 from core.settings import Settings
+from core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTERED = "dead_lettered"
-
-
-class NotAJobMessage(ValueError):
-    """The dead-lettered message names no job; retrying cannot help."""
 
 
 @dataclass(frozen=True)
@@ -36,22 +35,6 @@ class DeadLetterOutcome:
     """True when this call failed the job; False for an unknown, already-ended or duplicate job."""
 
 
-def requeue_of(attributes: Mapping[str, str]) -> int:
-    """Which message of a job this is: 0 for the original, n for the n-th requeue."""
-    try:
-        return max(0, int(attributes.get("requeue", "0")))
-    except ValueError:
-        return 0
-
-
-def job_id_of(attributes: Mapping[str, str], data: bytes) -> str:
-    """The job a job message is about: the `job_id` attribute, else the data (the job id)."""
-    job_id = attributes.get("job_id") or data.decode("utf-8", errors="replace").strip()
-    if not job_id or "/" in job_id or len(job_id) > 200:
-        raise NotAJobMessage("the message names no job (no job_id attribute, no job id as data)")
-    return job_id
-
-
 class DeadLetterHandler:
     def __init__(
         self,
@@ -59,15 +42,27 @@ class DeadLetterHandler:
         blobs: BlobStore,
         settings: Settings,
         *,
+        reconciler: Reconciler | None = None,
         on_terminal: Callable[[Job], None] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
+        """With a `reconciler`, a dead letter of a job that workers did not really try
+        `max_attempts` times is redelivered instead of failing the job (see `handle`)."""
         self._documents = documents
         self._blobs = blobs
         self._settings = settings
-        self._ledger = JobLedger(documents, on_terminal=on_terminal)
+        self._reconciler = reconciler
+        self._clock = clock
+        self._ledger = JobLedger(documents, clock=clock, on_terminal=on_terminal)
 
     def handle(self, job_id: str, *, delivery_attempts: int | None = None, requeue: int = 0) -> DeadLetterOutcome:
-        """`requeue` is the message's `requeue` attribute (0 for the original message)."""
+        """`requeue` is the message's `requeue` attribute (0 for the original message).
+
+        A message is dead-lettered after the subscription's maximum delivery attempts, but a
+        delivery is not a try: the emulator (and a crash-looping fleet) can deliver a message to
+        streams of dead workers that never claimed it. So the job is failed only when workers
+        claimed it `max_attempts` times; otherwise it is redelivered, and a job a live worker
+        holds is left to that worker."""
         attempts = (
             f"after {delivery_attempts} delivery attempts" if delivery_attempts else "after every delivery attempt"
         )
@@ -78,9 +73,11 @@ class DeadLetterHandler:
 
         current = self._ledger.get(job_id)
         if current is not None and requeue < current.requeues:
-            # A worker requeued the job after its first worker died: this dead letter is a message
-            # the newer one superseded (it went astray with the dead worker); it changes nothing.
+            # The job was redelivered after this message went astray (with a dead worker, on a
+            # dead stream): the newer message superseded it, so it changes nothing.
             log.info("dead letter of a superseded message; ignored", extra={"job_id": job_id})
+            return DeadLetterOutcome(job_id, failed=False)
+        if current is not None and not current.status.terminal and self._redelivered(current):
             return DeadLetterOutcome(job_id, failed=False)
 
         try:
@@ -100,3 +97,18 @@ class DeadLetterHandler:
             return DeadLetterOutcome(job_id, failed=False)
         log.warning("job dead-lettered and failed", extra=context)
         return DeadLetterOutcome(job_id, failed=True)
+
+    def _redelivered(self, job: Job) -> bool:
+        """True when the job is left to a live holder or was published again."""
+        if self._reconciler is None or job.attempts >= self._settings.recovery.max_attempts:
+            return False
+        context = {"job_id": job.id, "user_id": job.user_id, "attempts": job.attempts}
+        now = self._clock()
+        held = job.status is JobStatus.RUNNING and job.worker_id is not None
+        if held and job.updated_at >= now - stale_after(self._settings):
+            log.info("dead letter of a job a live worker holds; left to it", extra=context)
+            return True
+        # `skipped` too means someone else is acting on the job right now.
+        outcome = self._reconciler.redeliver(job.id, job.status, before=now + dt.timedelta(seconds=1))
+        log.warning("dead letter of a job workers claimed %d times: %s", job.attempts, outcome, extra=context)
+        return True

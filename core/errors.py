@@ -71,3 +71,12 @@ class InvalidTransition(GpupipeError):
     """A job lifecycle change that the rules forbid (it would move the job backwards)."""
 
     code = "conflict"
+
+
+class ClaimHeld(InvalidTransition):
+    """Another live worker holds the job (a duplicate delivery): this worker must not run it."""
+
+
+class ClaimLost(InvalidTransition):
+    """The worker's claim on a job was taken over (it went silent, another worker claimed the job):
+    its result must be dropped, without outputs or usage."""

@@ -186,12 +186,3 @@ def output_object_name(user_id: str, job_id: str, index: int, output_format: str
 
 
 CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
-
-
-def job_message(job: Job) -> dict[str, str]:
-    """The Pub/Sub attributes of a job message; the data is the job id alone, the job
-    document in Firestore is the truth."""
-    attrs = {"job_id": job.id, "user_id": job.user_id, "model": job.model_name}
-    if job.batch_id:
-        attrs["batch_id"] = job.batch_id
-    return attrs

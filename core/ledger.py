@@ -21,7 +21,7 @@ from core import collections as c
 from core.batches import Batch, BatchStatus
 from core.errors import InvalidTransition, NotFoundError, ResourceExhausted
 from core.jobs import Job, JobStatus, can_transition
-from core.settings import WorkerSettings
+from core.settings import Settings
 from core.timeutil import day_key, utcnow
 from core.users import User
 
@@ -184,35 +184,55 @@ class JobLedger:
 
         return self._store.transaction(run)
 
-    def stale_running(self, stale_before: dt.datetime, limit: int = 20) -> list[Job]:
-        """Running jobs whose worker has not written to them since `stale_before` (a worker
-        heartbeats its in-flight jobs), oldest first."""
+    def waiting_since(self, status: JobStatus, before: dt.datetime, limit: int = 50) -> list[Job]:
+        """Jobs in `status` that nobody has written since `before`, oldest first: queued jobs whose
+        message was never published or went astray, running jobs whose worker stopped
+        heartbeating. A plain query, no transaction: a wedged document cannot block it."""
         page = self._store.query(
             c.JOBS,
-            where=[Filter("status", "==", JobStatus.RUNNING.value), Filter("updated_at", "<", stale_before)],
+            where=[Filter("status", "==", status.value), Filter("updated_at", "<", before)],
             order_by=[Order("updated_at")],
             limit=limit,
         )
         return [Job.from_document(d.id, d.data) for d in page.documents]
 
-    def take_over_stale(self, job_id: str, stale_before: dt.datetime) -> Job | None:
-        """Claim the right to requeue a running job whose worker went silent: returns the job
-        (its `updated_at` now reset, so other workers leave it alone) when it still was running
-        and stale, else None."""
+    def take_over(self, job_id: str, status: JobStatus, before: dt.datetime) -> Job | None:
+        """Claim the right to redeliver a job that still is in `status` and unwritten since
+        `before`: returns it with `requeues` counted up, its holder released and `updated_at`
+        reset (so other reconcilers leave it alone), else None. One short transaction on this
+        one document; it gives up quickly rather than waiting on a contended document."""
 
         def run(tx: Transaction) -> Job | None:
             doc = tx.get(c.JOBS, job_id)
             if doc is None:
                 return None
             job = Job.from_document(job_id, doc)
-            if job.status is not JobStatus.RUNNING or job.updated_at >= stale_before:
+            if job.status is not status or job.updated_at >= before:
                 return None
             job.requeues += 1
             job.updated_at = self._clock()
-            tx.update(c.JOBS, job_id, {"updated_at": job.updated_at, "requeues": job.requeues})
+            job.worker_id = None
+            tx.update(c.JOBS, job_id, {"updated_at": job.updated_at, "requeues": job.requeues, "worker_id": None})
             return job
 
-        return self._store.transaction(run)
+        return self._store.transaction(run, max_attempts=2)
+
+    def release(self, job_id: str, *, worker_id: str, token: int) -> bool:
+        """Give a running job back (a worker nacks it or shuts down): its holder is cleared, so
+        the redelivered message can be claimed at once by any worker. Only the current holder
+        can release (`token` is the claim's `attempts`). True when it was released."""
+
+        def run(tx: Transaction) -> bool:
+            doc = tx.get(c.JOBS, job_id)
+            if doc is None:
+                return False
+            job = Job.from_document(job_id, doc)
+            if job.status is not JobStatus.RUNNING or job.worker_id != worker_id or job.attempts != token:
+                return False
+            tx.update(c.JOBS, job_id, {"worker_id": None, "updated_at": self._clock()})
+            return True
+
+        return self._store.transaction(run, max_attempts=2)
 
     def heartbeat(self, job_id: str) -> None:
         """Mark a running job as still owned by a live worker."""
@@ -238,10 +258,11 @@ class JobLedger:
         tx.increment(c.QUOTAS, job.user_id, deltas)
 
 
-def stale_after(worker: WorkerSettings) -> dt.timedelta:
+def stale_after(settings: Settings) -> dt.timedelta:
     """How long a running job may go without its worker's heartbeat (sent every third of a
-    lease extension) before it counts as abandoned: two lease extensions."""
-    return dt.timedelta(seconds=2 * worker.lease_extension_seconds)
+    lease extension) before it counts as abandoned: two lease extensions unless set."""
+    seconds = settings.recovery.stale_after_seconds or 2 * settings.worker.lease_extension_seconds
+    return dt.timedelta(seconds=seconds)
 
 
 _BATCH_COUNTERS = {JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}

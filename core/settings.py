@@ -90,6 +90,26 @@ class WorkerSettings(_Frozen):
     exit_when_idle_seconds: float | None = None
 
 
+class RecoverySettings(_Frozen):
+    """How accepted jobs are brought back when a delivery was lost (`core.reconciler`).
+
+    A job is redelivered when it stayed `queued` for `queued_after_seconds` (doubling after each
+    redelivery, up to 8 times that) or `running` with no heartbeat from its worker for
+    `stale_after_seconds`; a job that `max_attempts` workers claimed without finishing is failed.
+    """
+
+    interval_seconds: float = Field(default=30.0, gt=0)
+    queued_after_seconds: float = Field(default=120.0, gt=0)
+    stale_after_seconds: float | None = Field(default=None, gt=0)
+    """Default: two lease extensions (a live worker heartbeats every third of one)."""
+    max_attempts: int = Field(default=5, ge=1)
+    sweep_limit: int = Field(default=50, ge=1)
+    stream_stall_seconds: float = Field(default=120.0, gt=0)
+    """A worker that received nothing for this long while jobs wait reopens its streaming pull."""
+    upload_claim_lease_seconds: float = Field(default=30.0, gt=0)
+    """How long an upload ingestion claim lasts without renewal before another delivery takes it over."""
+
+
 class EmulatorSuiteSettings(_Frozen):
     """Where the local emulator suite (`python -m emulators`) finds its programs and keeps its state."""
 
@@ -131,6 +151,7 @@ class Settings(_Frozen):
     user_limits: UserLimitDefaults = UserLimitDefaults()
     worker: WorkerSettings = WorkerSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    recovery: RecoverySettings = RecoverySettings()
     emulators: EmulatorSuiteSettings = EmulatorSuiteSettings()
     default_model: str = "tiny-sd"
     signed_url_ttl_seconds: int = 3600
@@ -232,6 +253,13 @@ ENV_VARS: dict[str, str] = {
     "GPUPIPE_WORKER_HEALTH_PORT": "worker.health_port",
     "GPUPIPE_WORKER_HEALTH_HOST": "worker.health_host",
     "GPUPIPE_WORKER_EXIT_WHEN_IDLE_SECONDS": "worker.exit_when_idle_seconds",
+    "GPUPIPE_RECOVERY_INTERVAL_SECONDS": "recovery.interval_seconds",
+    "GPUPIPE_RECOVERY_QUEUED_AFTER_SECONDS": "recovery.queued_after_seconds",
+    "GPUPIPE_RECOVERY_STALE_AFTER_SECONDS": "recovery.stale_after_seconds",
+    "GPUPIPE_RECOVERY_MAX_ATTEMPTS": "recovery.max_attempts",
+    "GPUPIPE_RECOVERY_SWEEP_LIMIT": "recovery.sweep_limit",
+    "GPUPIPE_RECOVERY_STREAM_STALL_SECONDS": "recovery.stream_stall_seconds",
+    "GPUPIPE_UPLOAD_CLAIM_LEASE_SECONDS": "recovery.upload_claim_lease_seconds",
     "GPUPIPE_DISPATCH_WORKER_JOB": "dispatch.worker_job",
     "GPUPIPE_DISPATCH_JOBS_PER_WORKER": "dispatch.jobs_per_worker",
     "GPUPIPE_DISPATCH_MAX_WORKERS": "dispatch.max_workers",
@@ -257,6 +285,13 @@ def _defaults_for(env: Environment) -> dict[str, Any]:
                 "dtype": "float32",
                 # Short leases: a worker killed locally gives its jobs back within seconds.
                 "lease_extension_seconds": 15,
+            },
+            # The delivery contract's local bound: every accepted job ends within 120 s of a fault.
+            recovery={
+                "interval_seconds": 5,
+                "queued_after_seconds": 20,
+                "stream_stall_seconds": 20,
+                "upload_claim_lease_seconds": 10,
             },
         )
     else:

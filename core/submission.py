@@ -14,9 +14,10 @@ Submitting a job:
    transaction (`JobLedger.admit`);
 5. publish the job message. Publishing is retried a bounded number of times. If it still
    fails, the job is failed through the ledger with `error.code = "unavailable"` (releasing its
-   quota, recording zero images) and the caller gets `Unavailable` (503): a job is never left
-   queued with no message that would ever run it. A retry with the same `Idempotency-Key` then
-   returns that failed job, so clients should submit again with a new key.
+   quota, recording zero images) and the caller gets `Unavailable` (503). A retry with the same
+   `Idempotency-Key` then returns that failed job, so clients should submit again with a new key.
+   If the process dies between admission and publish, the job stays queued with no message:
+   the reconciler (`core.reconciler`) publishes it once it has waited `queued_after_seconds`.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ from core.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from core.job_messages import publish_job
 from core.job_request import validate_request
-from core.jobs import Job, JobError, JobStatus, derived_id, job_message, new_job_id, request_fingerprint
+from core.jobs import Job, JobError, JobStatus, derived_id, new_job_id, request_fingerprint
 from core.ledger import JobLedger
 from core.settings import Settings
 from core.timeutil import day_key, utcnow
@@ -261,13 +263,10 @@ class JobService:
             )
 
     def _publish(self, job: Job) -> None:
-        attributes = job_message(job)
         last_error: AdapterError | None = None
         for attempt in range(self._publish_attempts):
             try:
-                self._publisher.publish(
-                    self._settings.names.jobs_topic, job.id.encode(), attributes, timeout=self._publish_timeout
-                )
+                publish_job(self._publisher, self._settings.names.jobs_topic, job, timeout=self._publish_timeout)
                 return
             except AdapterError as exc:
                 last_error = exc

@@ -15,10 +15,13 @@ Contract (see DESIGN.md, "The upload trigger"):
   fail 92 lines against a concurrency limit of 8). Lines past the daily image quota get no
   job: they appear in `errors.jsonl` with `error.code = "resource_exhausted"`.
 
-Exactly-once ingestion: the first delivery takes a create-only claim document and ingests;
-concurrent duplicates wait (bounded) for it to finish and then do nothing. Every step is
-idempotent (create-only job admission, create-only objects), so a delivery that takes over a
-claim whose holder died (after `claim_lease_seconds`) or failed redoes the work safely.
+Exactly-once ingestion: the first delivery takes a create-only claim document and ingests,
+renewing the claim every third of `claim_lease_seconds` (settings: `recovery.
+upload_claim_lease_seconds`); concurrent duplicates wait (bounded) for it to finish and then do
+nothing. Every step is idempotent (create-only job admission, create-only objects), so a
+delivery that takes over a claim whose holder died (its renewals stopped for a lease) or failed
+resumes the work: lines already admitted keep their jobs, jobs admitted but not published are
+published, the rest are admitted, and the batch completes once.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ from core import collections as c
 from core import json_input
 from core.batches import Batch, BatchStatus, batch_id_for, batch_job_id, batch_prefix, write_summary
 from core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from core.job_messages import publish_job
 from core.job_request import MAX_SEED, validate_request
-from core.jobs import Job, JobStatus, job_message
+from core.jobs import Job, JobStatus
 from core.ledger import JobLedger
 from core.settings import Settings
 from core.timeutil import rfc3339, utcnow
@@ -124,6 +128,23 @@ class _Rejected(Exception):
         self.message = message
 
 
+class _ClaimRenewal:
+    """Renews one ingestion's claim every `every` seconds, telling waiting deliveries it is alive."""
+
+    def __init__(self, documents: DocumentStore, batch_id: str, every: float, clock: Callable[[], dt.datetime]) -> None:
+        self._documents = documents
+        self._batch_id = batch_id
+        self._every = every
+        self._clock = clock
+        self._renewed_at = time.monotonic()
+
+    def due(self) -> None:
+        if time.monotonic() - self._renewed_at < self._every:
+            return
+        self._documents.update(c.IDEMPOTENCY, self._batch_id, {"claimed_at": self._clock()})
+        self._renewed_at = time.monotonic()
+
+
 def _claim_document(now: dt.datetime) -> dict[str, Any]:
     # Replays after the claim's TTL deletion still create nothing: job and batch ids are derived.
     return {"state": "ingesting", "claimed_at": now, "expires_at": now + dt.timedelta(days=7)}
@@ -138,8 +159,8 @@ class UploadTrigger:
         settings: Settings,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
-        claim_lease_seconds: float = 540.0,
-        duplicate_wait_seconds: float = 30.0,
+        claim_lease_seconds: float | None = None,
+        duplicate_wait_seconds: float | None = None,
         publish_timeout: float = 10.0,
         on_queued: Callable[[int], None] | None = None,
     ) -> None:
@@ -152,8 +173,12 @@ class UploadTrigger:
         self._limits = settings.request_limits
         self._ledger = JobLedger(documents, clock=clock)
         self._clock = clock
-        self._claim_lease_seconds = claim_lease_seconds
-        self._duplicate_wait_seconds = duplicate_wait_seconds
+        lease = settings.recovery.upload_claim_lease_seconds if claim_lease_seconds is None else claim_lease_seconds
+        self._claim_lease_seconds = lease
+        # Long enough for a claim whose holder died to lapse, so the waiting delivery takes it over.
+        wait = max(30.0, 2 * lease) if duplicate_wait_seconds is None else duplicate_wait_seconds
+        self._duplicate_wait_seconds = wait
+
         self._publish_timeout = publish_timeout
 
     def handle(self, event: StorageNotification) -> UploadOutcome:
@@ -332,8 +357,10 @@ class UploadTrigger:
             pass  # a delivery before us got this far
         queued: list[Job] = []
         admitted = 0
+        renewal = _ClaimRenewal(self._documents, batch_id, self._claim_lease_seconds / 3, self._clock)
         for line in valid:
             assert line.request is not None
+            renewal.due()
             job = self._job(user, batch_id, line.number, line.request, now)
             try:
                 current = self._admit(user, job)
@@ -344,6 +371,7 @@ class UploadTrigger:
             if current.status is JobStatus.QUEUED:
                 queued.append(current)
         for job in queued:
+            renewal.due()
             self._publish(job)
         if queued and self._on_queued is not None:
             self._on_queued(len(queued))
@@ -385,9 +413,7 @@ class UploadTrigger:
 
     def _publish(self, job: Job) -> None:
         try:
-            self._publisher.publish(
-                self._settings.names.jobs_topic, job.id.encode(), job_message(job), timeout=self._publish_timeout
-            )
+            publish_job(self._publisher, self._settings.names.jobs_topic, job, timeout=self._publish_timeout)
         except AdapterError as exc:
             # The event is retried; the retry finds the job queued and publishes it then.
             raise BackendUnavailable(f"could not publish job {job.id}: {exc}") from exc

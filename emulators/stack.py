@@ -725,7 +725,8 @@ def _republish_unfinished(running_suite: RunningSuite) -> int:
     """Publish a job message again for every job still queued or running: Pub/Sub lost the
     messages with the emulator. The lifecycle guard makes a duplicate harmless."""
     from core import collections as c
-    from core.jobs import Job, JobStatus, job_message
+    from core.job_messages import publish_job
+    from core.jobs import Job, JobStatus
 
     backends = running_suite.backends
     topic = running_suite.settings.names.jobs_topic
@@ -733,7 +734,7 @@ def _republish_unfinished(running_suite: RunningSuite) -> int:
     unfinished = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
     for doc in backends.documents.iterate(c.JOBS, where=[Filter("status", "in", unfinished)]):
         job = Job.from_document(doc.id, doc.data)
-        backends.publisher.publish(topic, job.id.encode(), job_message(job), timeout=10)
+        publish_job(backends.publisher, topic, job, timeout=10)
         count += 1
     return count
 

@@ -6,6 +6,8 @@
 - `on_dead_letter` (CloudEvent, Pub/Sub messagePublished from the jobs dead-letter topic):
   fails the job (`core.dead_letters`).
 - `dispatch` (HTTP): starts GPU workers when there is backlog (`functions.dispatch`).
+- `reconcile` (HTTP, called by Cloud Scheduler every minute): one recovery sweep
+  (`core.reconciler`): jobs whose delivery was lost are published again.
 
 The event functions return normally for events that can never succeed (logged, so Pub/Sub
 does not redeliver them forever) and raise on transient failures so that they are redelivered.
@@ -30,7 +32,7 @@ except ModuleNotFoundError:
 import flask  # noqa: E402
 import functions_framework  # noqa: E402
 
-from core.dead_letters import NotAJobMessage, job_id_of, requeue_of  # noqa: E402
+from core.job_messages import NotAJobMessage, job_id_of, requeue_of  # noqa: E402
 from core.uploads import MalformedNotification, StorageNotification  # noqa: E402
 from functions import wiring  # noqa: E402
 from functions.dispatch import dispatch  # noqa: E402,F401  (a target of this file: functions.dispatch)
@@ -79,3 +81,12 @@ def on_dead_letter(event: Any) -> None:
     services.dead_letters.handle(
         job_id, delivery_attempts=message.delivery_attempt, requeue=requeue_of(message.attributes)
     )
+
+
+@functions_framework.http
+def reconcile(request: flask.Request) -> flask.Response:
+    """One recovery sweep; answers what it did. Cloud Scheduler calls it with an OIDC token
+    (only its service account may invoke the function)."""
+    del request
+    report = wiring.services(os.environ).reconciler.sweep()
+    return flask.jsonify({"status": "ok", **report.as_dict()})

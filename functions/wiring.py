@@ -17,6 +17,7 @@ from adapters.factory import Backends, bootstrap
 from core.accounts import Accounts
 from core.dead_letters import DeadLetterHandler
 from core.logs import configure_logging
+from core.reconciler import Reconciler
 from core.settings import Settings
 from core.submission import JobService
 from core.uploads import UploadTrigger
@@ -32,6 +33,7 @@ class Services:
     jobs: JobService
     uploads: UploadTrigger
     dead_letters: DeadLetterHandler
+    reconciler: Reconciler
 
 
 _lock = threading.Lock()
@@ -44,13 +46,15 @@ def build(settings: Settings, backends: Backends) -> Services:
     # the scheduler's next tick; GKE (KEDA) and the local stack have no dispatch URL.
     on_queued = BackgroundNudger(settings.dispatch.url) if settings.dispatch.url else None
     webhooks = WebhookNotifier(backends.webhooks, blobs, url_ttl_seconds=settings.signed_url_ttl_seconds)
+    reconciler = Reconciler(documents, blobs, publisher, settings)
     return Services(
         settings=settings,
         backends=backends,
         accounts=Accounts(documents, settings),
         jobs=JobService(documents, publisher, settings, blobs=blobs, on_queued=on_queued, on_terminal=webhooks),
         uploads=UploadTrigger(documents, blobs, publisher, settings, on_queued=on_queued),
-        dead_letters=DeadLetterHandler(documents, blobs, settings, on_terminal=webhooks),
+        dead_letters=DeadLetterHandler(documents, blobs, settings, reconciler=reconciler, on_terminal=webhooks),
+        reconciler=reconciler,
     )
 
 

@@ -40,17 +40,20 @@ from adapters.ports import (
 )
 from core import execution
 from core.batches import Batch, write_summary
-from core.dead_letters import NotAJobMessage, job_id_of
-from core.errors import InvalidArgument, InvalidTransition, NotFoundError
+from core.errors import ClaimHeld, ClaimLost, InvalidArgument, InvalidTransition, NotFoundError
+from core.execution import Claim
+from core.job_messages import NotAJobMessage, job_id_of
 from core.job_request import validate_request
-from core.jobs import CONTENT_TYPES, Job, JobOutput, JobStatus, image_seed, job_message, output_object_name
+from core.jobs import CONTENT_TYPES, Job, JobOutput, JobStatus, image_seed, output_object_name
 from core.ledger import JobLedger, stale_after
+from core.reconciler import Reconciler
 from core.settings import Settings
 from core.timeutil import utcnow
 from gpu_worker.batcher import Batcher
 from gpu_worker.encoding import encode_image, image_parameters
 from gpu_worker.errors import PermanentError, TransientError
 from gpu_worker.metrics import WorkerMetrics
+from gpu_worker.recovery import RecoveryLoop
 from gpu_worker.runner import BatchResult, BatchSpec, ImageRequest, Runner
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ class Task:
     message: ReceivedMessage
     spec: BatchSpec
     received_at: float
+    claim: Claim
     cancelled: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     phase: Phase = Phase.WAITING
@@ -109,10 +113,9 @@ class Worker:
         on_terminal: Callable[[Job], None] | None = None,
         publisher: Publisher | None = None,
     ) -> None:
-        """With a `publisher`, the worker also requeues running jobs whose worker went silent
-        (it crashed, and its message is not back yet): see `_requeue_stale_jobs`."""
+        """With a `publisher`, the worker also runs the reconciler's sweep in a thread of its own
+        (`gpu_worker.recovery`): it redelivers jobs whose delivery was lost, this worker's or not."""
         self.settings = settings
-        self._publisher = publisher
         self.worker_id = worker_id
         self.runner = runner
         self.metrics = metrics or WorkerMetrics()
@@ -122,10 +125,20 @@ class Worker:
         self._subscriber = subscriber
         self._subscription = subscription or settings.names.jobs_subscription
         self._ledger = JobLedger(documents, clock=clock, on_terminal=on_terminal)
+        self._recovery = (
+            RecoveryLoop(
+                Reconciler(documents, blobs, publisher, settings, ledger=self._ledger, clock=clock),
+                settings.recovery.interval_seconds,
+            )
+            if publisher is not None
+            else None
+        )
         self._clock = clock
         self._batcher: Batcher[Task] = Batcher(self._config.max_batch_size, self._config.max_batch_wait_seconds)
         self._pool = ThreadPoolExecutor(max_workers=delivery_threads, thread_name_prefix="worker-deliver")
         self._inflight: dict[str, Task] = {}
+        self._intake: set[str] = set()
+        """Job ids whose message is being admitted on a subscriber thread right now."""
         self._held: list[ReceivedMessage] = []
         self._lock = threading.Condition()
         self._stop = threading.Event()
@@ -156,6 +169,8 @@ class Worker:
         watcher = threading.Thread(target=self._watch_stream, args=(self._pull,), name="worker-stream", daemon=True)
         watcher.start()
         self._threads.append(watcher)
+        if self._recovery is not None:
+            self._recovery.start()
         self.metrics.ready.set(1)
         self.ready.set()
         log.info("worker pulling", extra={"worker_id": self.worker_id, "subscription": self._subscription})
@@ -213,6 +228,8 @@ class Worker:
             self._settle(task, ack=False, outcome="released")
         if self._pull is not None:
             self._pull.cancel()
+        if self._recovery is not None:
+            self._recovery.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         self._pool.shutdown(wait=True)
@@ -263,19 +280,28 @@ class Worker:
         extra = {"job_id": job_id, "worker_id": self.worker_id, "delivery_attempt": message.delivery_attempt}
         with self._lock:
             running = self._inflight.get(job_id)
-            if running is not None:
-                if running.message.message_id == message.message_id:
-                    running.message = message  # a redelivery of the same message: its new lease is the live one
-                else:
-                    log.info("duplicate message for a job in flight here; acked", extra=extra)
-                    message.ack()
+            if running is not None and running.message.message_id == message.message_id:
+                running.message = message  # a redelivery of the same message: its new lease is the live one
                 return
+            if running is not None or job_id in self._intake:
+                # Another message for a job this worker already holds (or is taking right now).
+                duplicate = True
+            else:
+                duplicate = False
+                self._intake.add(job_id)
+        if duplicate:
+            log.info("duplicate message for a job in flight here; acked", extra=extra)
+            message.ack()
+            return
         try:
             self._admit(job_id, message, extra)
         except _TRANSIENT as exc:
             log.warning("could not take the job (%s); nacked", exc, extra=extra)
             self.metrics.failures.labels("transient").inc()
             message.nack()
+        finally:
+            with self._lock:
+                self._intake.discard(job_id)
 
     def _admit(self, job_id: str, message: ReceivedMessage, extra: dict[str, Any]) -> None:
         job = self._ledger.get(job_id)
@@ -305,14 +331,25 @@ class Worker:
         if job.status is JobStatus.RUNNING and self._finish_from_existing_outputs(job, message, extra):
             return
         try:
-            job = execution.claim(
-                self._ledger, job_id, worker_id=self.worker_id, model_version=self.runner.model_version
+            job, claim = execution.claim(
+                self._ledger,
+                job_id,
+                worker_id=self.worker_id,
+                model_version=self.runner.model_version,
+                stale_before=self._clock() - stale_after(self.settings),
             )
+        except ClaimHeld as exc:
+            # A duplicate delivery: the live holder settles the job; should it die, the
+            # reconciler redelivers it. Nothing to run here.
+            log.info("%s; duplicate message acked", exc, extra=extra)
+            self.metrics.jobs.labels("duplicate").inc()
+            message.ack()
+            return
         except (InvalidTransition, NotFoundError) as exc:
             log.info("job ended before it started (%s); acked", exc, extra=extra)
             message.ack()
             return
-        task = Task(job, message, spec, time.monotonic())
+        task = Task(job, message, spec, time.monotonic(), claim)
         with self._lock:
             if self._draining.is_set():
                 self._held.append(message)
@@ -487,6 +524,8 @@ class Worker:
         bucket = self.settings.names.outputs_bucket
         version = self.runner.model_version
         try:
+            if not self._still_holds(task):
+                return
             outputs = []
             for index, image in enumerate(images):
                 name = output_object_name(job.user_id, job.id, index, fmt)
@@ -505,8 +544,19 @@ class Worker:
                 outputs.append(self._output(job, index, bucket, name))
             try:
                 transition = execution.complete(
-                    self._ledger, job.id, outputs=outputs, gpu_seconds=gpu_seconds, model_version=version
+                    self._ledger,
+                    job.id,
+                    outputs=outputs,
+                    gpu_seconds=gpu_seconds,
+                    model_version=version,
+                    claim=task.claim,
                 )
+            except ClaimLost as exc:
+                # The outputs stay: their names are the job's own and create-only, so the worker
+                # that holds the job now finds them and records them instead of writing them again.
+                log.warning("%s; result dropped", exc, extra=task.log_extra)
+                self._settle(task, ack=True, outcome="claim_lost")
+                return
             except InvalidTransition as exc:
                 log.info("job ended while it ran (%s); outputs dropped", exc, extra=task.log_extra)
                 for output in outputs:
@@ -526,16 +576,25 @@ class Worker:
     def _fail_started(self, task: Task, error: PermanentError) -> None:
         log.warning("job failed: %s", error.message, extra={**task.log_extra, "code": error.code})
         try:
-            transition = execution.fail(self._ledger, task.job.id, code=error.code, message=error.message)
+            transition = execution.fail(
+                self._ledger, task.job.id, code=error.code, message=error.message, claim=task.claim
+            )
             self._write_summary(transition.completed_batch)
         except InvalidTransition:
-            pass
+            pass  # ended meanwhile, or another worker holds it now (ClaimLost)
         except _TRANSIENT as exc:
             log.warning("could not record the failure (%s); nacked", exc, extra=task.log_extra)
             self._settle(task, ack=False, outcome="error")
             return
         self.metrics.failures.labels("permanent").inc()
         self._settle(task, ack=True, outcome="failed")
+
+    def _release(self, task: Task) -> None:
+        """Give the claim back before the nack, so the redelivery can be claimed at once."""
+        try:
+            self._ledger.release(task.job.id, worker_id=task.claim.worker_id, token=task.claim.token)
+        except _TRANSIENT as exc:
+            log.warning("could not release the job (%s); it is recovered once stale", exc, extra=task.log_extra)
 
     def _output(self, job: Job, index: int, bucket: str, name: str) -> JobOutput:
         fmt = job.input["output_format"]
@@ -557,11 +616,27 @@ class Worker:
             return
         write_summary(self._blobs, self._documents, self.settings.names.outputs_bucket, batch)
 
+    def _still_holds(self, task: Task) -> bool:
+        """Check, before writing outputs, that this worker still holds the job; settle it if not."""
+        current = self._ledger.get(task.job.id)
+        if current is None or current.status.terminal:
+            self._settle(task, ack=True, outcome="cancelled")
+            return False
+        try:
+            task.claim.check(current)
+        except ClaimLost as exc:
+            log.warning("%s; result dropped before writing outputs", exc, extra=task.log_extra)
+            self._settle(task, ack=True, outcome="claim_lost")
+            return False
+        return True
+
     def _settle(self, task: Task, ack: bool, outcome: str) -> None:
         with task.lock:
             if task.phase is Phase.DONE:
                 return
             task.phase = Phase.DONE
+        if not ack:
+            self._release(task)
         (task.message.ack if ack else task.message.nack)()
         self.metrics.jobs.labels(outcome).inc()
         with self._lock:
@@ -589,7 +664,6 @@ class Worker:
                 last_lease = now
                 for task in tasks:
                     self._extend_lease(task)
-                self._requeue_stale_jobs({task.job.id for task in tasks})
             idle_limit = self._config.exit_when_idle_seconds
             if idle_limit is not None and not tasks and now - self._last_activity >= idle_limit:
                 log.info("idle for %.0f s; stopping", idle_limit, extra={"worker_id": self.worker_id})
@@ -600,13 +674,13 @@ class Worker:
             return
         task.status_checked_at = now
         job = self._ledger.get(task.job.id)
-        if job is None or job.status.terminal:
-            log.info(
-                "job %s while in flight; stopping it", job.status.value if job else "deleted", extra=task.log_extra
-            )
+        lost = job is not None and not job.status.terminal and not _holds(task.claim, job)
+        if job is None or job.status.terminal or lost:
+            state = "taken over by another worker" if lost else (job.status.value if job else "deleted")
+            log.info("job %s while in flight; stopping it", state, extra=task.log_extra)
             task.cancelled.set()
             for removed in self._batcher.remove(lambda t: t is task):
-                self._settle(removed, ack=True, outcome="cancelled")
+                self._settle(removed, ack=True, outcome="claim_lost" if lost else "cancelled")
             return
         with task.lock:
             due = task.phase is Phase.RUNNING and task.progress > task.progress_written
@@ -626,25 +700,6 @@ class Worker:
         except _TRANSIENT as exc:
             log.warning("could not extend the lease (%s)", exc, extra=task.log_extra)
 
-    def _requeue_stale_jobs(self, mine: set[str]) -> None:
-        """Publish a new message for running jobs nobody has heartbeaten for a while (their
-        worker died). Pub/Sub would redeliver the original message once its lease lapses, but
-        that can take long (the emulator keeps it on the dead stream for minutes); the job
-        document knows sooner. A transaction lets one worker requeue each job; the duplicate
-        message that may follow is harmless (the job is terminal by then, or re-claimed)."""
-        if self._publisher is None:
-            return
-        stale_before = self._clock() - stale_after(self._config)
-        try:
-            for job in self._ledger.stale_running(stale_before):
-                if job.id in mine or self._ledger.take_over_stale(job.id, stale_before) is None:
-                    continue
-                attributes = {**job_message(job), "requeue": str(job.requeues)}
-                self._publisher.publish(self.settings.names.jobs_topic, job.id.encode(), attributes)
-                log.warning(
-                    "job's worker %s went silent; requeued",
-                    job.worker_id,
-                    extra={"job_id": job.id, "worker_id": self.worker_id},
-                )
-        except _TRANSIENT as exc:
-            log.warning("could not look for stale jobs (%s)", exc, extra={"worker_id": self.worker_id})
+
+def _holds(claim: Claim, job: Job) -> bool:
+    return job.worker_id == claim.worker_id and job.attempts == claim.token

@@ -161,22 +161,24 @@ def test_running_jobs_whose_worker_went_silent_are_taken_over_once(store: Memory
     admit(store, ledger, make_user(), make_job("j1"))
     ledger.transition("j1", JobStatus.RUNNING)  # updated_at = NOW
     stale_before = NOW + dt.timedelta(seconds=30)
-    assert [j.id for j in ledger.stale_running(stale_before)] == ["j1"]
-    assert ledger.take_over_stale("j1", stale_before) is not None
-    assert ledger.take_over_stale("j1", stale_before) is None  # another worker got there first
-    assert ledger.stale_running(stale_before) == []
+    assert [j.id for j in ledger.waiting_since(JobStatus.RUNNING, stale_before)] == ["j1"]
+    taken = ledger.take_over("j1", JobStatus.RUNNING, stale_before)
+    assert taken is not None and taken.requeues == 1 and taken.worker_id is None
+    assert ledger.take_over("j1", JobStatus.RUNNING, stale_before) is None  # another reconciler got there first
+    assert ledger.waiting_since(JobStatus.RUNNING, stale_before) == []
 
 
 def test_a_dead_letter_of_a_superseded_message_changes_nothing(store: MemoryDocumentStore) -> None:
     from adapters.memory import MemoryBlobStore
-    from core.dead_letters import DeadLetterHandler, requeue_of
+    from core.dead_letters import DeadLetterHandler
+    from core.job_messages import requeue_of
     from core.settings import Settings
 
     settings = Settings.from_env({"GPUPIPE_ENV": "test"})
     ledger = JobLedger(store, clock=clock)
     admit(store, ledger, make_user(), make_job("j1"))
     ledger.transition("j1", JobStatus.RUNNING)
-    requeued = ledger.take_over_stale("j1", NOW + dt.timedelta(seconds=1))
+    requeued = ledger.take_over("j1", JobStatus.RUNNING, NOW + dt.timedelta(seconds=1))
     assert requeued is not None and requeued.requeues == 1
     handler = DeadLetterHandler(store, MemoryBlobStore(), settings)
     assert not handler.handle("j1", requeue=requeue_of({})).failed  # the original message: superseded

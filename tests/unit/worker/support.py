@@ -14,8 +14,9 @@ from PIL import Image
 from adapters.ports import DocumentStore, Publisher, Transaction
 from core import collections as c
 from core.batches import Batch, BatchStatus
+from core.job_messages import job_message
 from core.job_request import validate_request
-from core.jobs import Job, JobStatus, job_message, new_job_id
+from core.jobs import Job, JobStatus, new_job_id
 from core.ledger import JobLedger
 from core.settings import Settings
 from core.timeutil import utcnow
@@ -124,6 +125,8 @@ class FakeRunner:
     calls: list[tuple[BatchSpec, list[str]]] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
     model_seconds_per_image: float = 0.01
+    gate: threading.Event | None = None
+    """When set, each batch waits (up to 10 s) for it before its first step."""
 
     def warm_up(self) -> float:
         return 0.0
@@ -140,6 +143,8 @@ class FakeRunner:
         self.started.set()
         if self.fail_with is not None:
             raise self.fail_with
+        if self.gate is not None:
+            self.gate.wait(10)
         keys = [r.key for r in requests]
         cancelled = {k for k in keys if is_cancelled(k)}
         steps = 0

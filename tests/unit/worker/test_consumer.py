@@ -43,7 +43,8 @@ WorkerFactory = Callable[..., Worker]
 def worker_settings(settings: Settings, **worker: Any) -> Settings:
     values = {"max_batch_wait_seconds": 0.05, "progress_interval_seconds": 0.2, "shutdown_grace_seconds": 5.0}
     values.update(worker)
-    return settings.model_copy(update={"worker": settings.worker.model_copy(update=values)})
+    recovery = settings.recovery.model_copy(update={"interval_seconds": 0.5, "queued_after_seconds": 2})
+    return settings.model_copy(update={"worker": settings.worker.model_copy(update=values), "recovery": recovery})
 
 
 @pytest.fixture
@@ -55,6 +56,7 @@ def make_worker(memory_settings: Settings, memory_backends: MemoryBackends) -> I
         documents: Any = None,
         on_terminal: Any = None,
         publisher: Any = None,
+        worker_id: str = "test-worker",
         **worker: Any,
     ) -> Worker:
         w = Worker(
@@ -63,7 +65,7 @@ def make_worker(memory_settings: Settings, memory_backends: MemoryBackends) -> I
             blobs=memory_backends.blobs,
             subscriber=memory_backends.pubsub,
             runner=runner or FakeRunner(),
-            worker_id="test-worker",
+            worker_id=worker_id,
             on_terminal=on_terminal,
             publisher=publisher,
         )
@@ -151,7 +153,9 @@ def test_a_redelivered_job_with_its_outputs_written_finishes_without_the_model(
     docs = memory_backends.documents
     job = create_job(docs, memory_settings, num_images=2)
     ledger = JobLedger(docs)
-    execution.claim(ledger, job.id, worker_id="crashed-worker", model_version="v-old")
+    stale = utcnow() + dt.timedelta(seconds=1)  # the crashed worker's heartbeat is already stale
+    execution.claim(ledger, job.id, worker_id="crashed-worker", model_version="v-old", stale_before=stale)
+    ledger.take_over(job.id, JobStatus.RUNNING, stale)  # what the reconciler does for it
     bucket = memory_settings.names.outputs_bucket
     for index in range(2):
         memory_backends.blobs.create(bucket, output_object_name(job.user_id, job.id, index, "png"), b"png bytes")
@@ -419,3 +423,48 @@ def test_a_running_job_whose_worker_went_silent_is_requeued_and_finished(
     done = JobLedger(memory_backends.documents).require(job.id)
     assert done.worker_id == "test-worker" and done.attempts == 2
     assert len(usage_records(memory_backends.documents, job.id)) == 1
+
+
+def test_duplicate_messages_to_two_workers_run_the_job_once(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    """Four messages for each job (an extra publish right after the 202), two workers: each job is
+    claimed once, runs once, writes its outputs once and is billed once."""
+    runners = [FakeRunner(step_seconds=0.01), FakeRunner(step_seconds=0.01)]
+    for index, runner in enumerate(runners):
+        make_worker(runner, worker_id=f"worker-{index}", max_outstanding_messages=1)
+    jobs = [create_job(memory_backends.documents, memory_settings) for _ in range(5)]
+    for job in jobs:
+        for _ in range(4):
+            publish(memory_backends.pubsub, memory_settings, job)
+    for job in jobs:
+        wait_for(lambda job=job: succeeded(memory_backends, job.id), 20, "every job to succeed")
+    wait_for(lambda: settled(memory_backends, memory_settings), 10, "every duplicate acked")
+    ran = sorted(key for runner in runners for _, keys in runner.calls for key in keys)
+    assert ran == sorted(job.id for job in jobs), "a job ran on two workers"
+    for job in jobs:
+        assert JobLedger(memory_backends.documents).require(job.id).attempts == 1
+        assert len(usage_records(memory_backends.documents, job.id)) == 1
+
+
+def test_a_worker_whose_claim_was_taken_over_drops_its_result(
+    make_worker: WorkerFactory, memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    """The worker stalled long enough for another to take the job: its images are not recorded
+    and it writes no usage; the job finishes once, on the new holder."""
+    release = threading.Event()
+    runner = FakeRunner(gate=release)
+    make_worker(runner, worker_id="slow-worker")
+    job = create_job(memory_backends.documents, memory_settings)
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: runner.calls, 10, "the slow worker to start the job")
+    ledger = JobLedger(memory_backends.documents)
+    stale = utcnow() + dt.timedelta(seconds=1)
+    ledger.take_over(job.id, JobStatus.RUNNING, stale)  # as the reconciler does for a silent worker
+    execution.claim(ledger, job.id, worker_id="new-holder", model_version="v-fake", stale_before=stale)
+    release.set()
+    wait_for(lambda: settled(memory_backends, memory_settings), 10, "the slow worker to settle its message")
+    current = ledger.require(job.id)
+    assert current.status is JobStatus.RUNNING and current.worker_id == "new-holder"
+    assert usage_records(memory_backends.documents, job.id) == []
+    assert memory_backends.blobs.list(memory_settings.names.outputs_bucket, f"{job.user_id}/jobs/{job.id}/") == []
