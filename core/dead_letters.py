@@ -100,7 +100,9 @@ class DeadLetterHandler:
 
     def _redelivered(self, job: Job) -> bool:
         """True when the job is left to a live holder or was published again."""
-        if self._reconciler is None or job.attempts >= self._settings.recovery.max_attempts:
+        max_attempts = self._settings.recovery.max_attempts
+        # Bounded too by redeliveries, so a job no worker ever takes still ends.
+        if self._reconciler is None or job.attempts >= max_attempts or job.requeues >= 2 * max_attempts:
             return False
         context = {"job_id": job.id, "user_id": job.user_id, "attempts": job.attempts}
         now = self._clock()

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -22,6 +25,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    WithJsonSchema,
     create_model,
     field_validator,
 )
@@ -35,6 +39,78 @@ OUTPUT_FORMATS = ("png", "webp", "jpeg")
 SCHEDULERS = ("ddim", "pndm", "euler", "euler_ancestral", "dpm_solver", "lms")
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
+# The patterns below are the rules validation applies and, verbatim, the `pattern`s of the
+# OpenAPI document. Each is written to mean the same in Python's `re` (with `fullmatch` or
+# `search` as noted) and in the ECMA-262 dialect JSON Schema uses: explicit classes rather than
+# `\s`, `\w` or `.` (whose sets differ between the two; `[\s\S]` is any character in both) and
+# no reliance on `$` before a trailing newline, which only Python's `$` allows.
+
+# A prompt must hold a character that is not whitespace as `str.isspace` (and so `str.strip`)
+# defines it; searched for anywhere in the prompt.
+NON_BLANK_PATTERN = "[^\\t-\\r\\x1c- \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+_NON_BLANK = re.compile(NON_BLANK_PATTERN)
+
+# A webhook is an absolute https URL of printable ASCII: optional userinfo, a DNS name or a
+# bracketed IPv6 address, an optional port from 0 to 65535, then an optional path, query or
+# fragment. Non-ASCII host names must be sent in their punycode form.
+_PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+WEBHOOK_PATTERN = (
+    "^https://"
+    "(?:[A-Za-z0-9._~!$&'()*+,;=:%-]+@)?"
+    "(?:[A-Za-z0-9_-]+(?:\\.[A-Za-z0-9_-]+)*|\\[[0-9A-Fa-f:.]+\\])"
+    f"(?::{_PORT})?"
+    "(?:[/?#][!-~]*)?$"
+)
+_WEBHOOK = re.compile(WEBHOOK_PATTERN)
+WEBHOOK_MAX_CHARS = 2048
+
+# Metadata keys become Firestore field names (`input.metadata.<key>`): Firestore refuses an
+# empty name and reserves names of the form `__name__` (the emulator and the server alike),
+# and a field path is at most 1500 bytes, which 128 characters (at most 512 bytes) stay well
+# inside. Any other string, dots and backticks included, is stored as it is.
+METADATA_KEY_MAX_CHARS = 128
+RESERVED_METADATA_KEY_PATTERN = "^__[\\s\\S]*__$"
+METADATA_KEY_RULE = (
+    f"keys must be 1 to {METADATA_KEY_MAX_CHARS} characters and not of the form __name__ (reserved by Firestore)"
+)
+
+
+def _metadata_key(key: str) -> str:
+    reserved = len(key) >= 4 and key.startswith("__") and key.endswith("__")
+    if not 1 <= len(key) <= METADATA_KEY_MAX_CHARS or reserved:
+        raise ValueError(METADATA_KEY_RULE)
+    return key
+
+
+MetadataKey = Annotated[
+    StrictStr,
+    AfterValidator(_metadata_key),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": METADATA_KEY_MAX_CHARS,
+            "not": {"pattern": RESERVED_METADATA_KEY_PATTERN},
+        }
+    ),
+]
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one kind of number and JSON Schema's `integer` is any number without a fraction,
+    so `64.0` is the integer 64, as the OpenAPI document says; `64.5`, `"64"` and `true` are not.
+    Beyond 2**53 a float is no exact integer, and out of every range here anyway: left as it is."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+def _json_int(**constraints: Any) -> Any:
+    """An integer field of the request (metadata values keep the number they were sent as).
+    The constraints come before the validator so that they stay in the JSON schema."""
+    return Annotated[StrictInt, Field(**constraints), BeforeValidator(_integral)]
+
+
 MetadataValue = StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictBool | None
 
 
@@ -44,19 +120,14 @@ class _RequestBase(BaseModel):
     @field_validator("webhook", check_fields=False)
     @classmethod
     def _https_only(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError("must be an https:// URL with a host")
+        if value is not None and not _WEBHOOK.fullmatch(value):
+            raise ValueError("must be an https:// URL with a host, in printable ASCII without spaces")
         return value
 
     @field_validator("prompt", check_fields=False)
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if not _NON_BLANK.search(value):
             raise ValueError("must contain a non-space character")
         return value
 
@@ -64,19 +135,20 @@ class _RequestBase(BaseModel):
 @functools.lru_cache(maxsize=8)
 def request_model(limits: RequestLimits) -> type[BaseModel]:
     """The request model for these limits (cached: limits are frozen and hashable)."""
-    size = Annotated[
-        StrictInt,
-        Field(
-            ge=limits.min_size,
-            le=limits.max_size,
-            multiple_of=8,
-            description=f"pixels; a multiple of 8 from {limits.min_size} to {limits.max_size}",
-        ),
-    ]
+    size = _json_int(
+        ge=limits.min_size,
+        le=limits.max_size,
+        multiple_of=8,
+        description=f"pixels; a multiple of 8 from {limits.min_size} to {limits.max_size}",
+    )
     text = Annotated[StrictStr, Field(min_length=1, max_length=limits.max_prompt_chars)]
+    guidance = Field(ge=0, le=limits.max_guidance_scale)
 
     fields: dict[str, Any] = {
-        "prompt": (text, Field(description="what to draw")),
+        "prompt": (
+            text,
+            Field(description="what to draw; not only whitespace", json_schema_extra={"pattern": NON_BLANK_PATTERN}),
+        ),
         "negative_prompt": (
             Annotated[StrictStr, Field(max_length=limits.max_prompt_chars)] | None,
             Field(default=None, description="what to avoid"),
@@ -84,19 +156,20 @@ def request_model(limits: RequestLimits) -> type[BaseModel]:
         "width": (size, Field(default=limits.default_size)),
         "height": (size, Field(default=limits.default_size)),
         "num_inference_steps": (
-            Annotated[StrictInt, Field(ge=1, le=limits.max_steps)],
+            _json_int(ge=1, le=limits.max_steps),
             Field(default=limits.default_steps, description="denoising steps"),
         ),
         "guidance_scale": (
-            Annotated[StrictFloat | StrictInt, Field(ge=0, le=limits.max_guidance_scale, allow_inf_nan=False)],
+            # The bounds sit on each branch: on the union they would not reach the JSON schema.
+            Annotated[StrictFloat, guidance, Field(allow_inf_nan=False)] | Annotated[StrictInt, guidance],
             Field(default=limits.default_guidance_scale, description="classifier-free guidance; 0 or 1 turns it off"),
         ),
         "num_images": (
-            Annotated[StrictInt, Field(ge=1, le=limits.max_images_per_job)],
+            _json_int(ge=1, le=limits.max_images_per_job),
             Field(default=1),
         ),
         "seed": (
-            Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] | None,
+            _json_int(ge=0, le=MAX_SEED) | None,
             Field(default=None, description="chosen and recorded when absent; image i uses seed + i"),
         ),
         "model": (
@@ -109,20 +182,33 @@ def request_model(limits: RequestLimits) -> type[BaseModel]:
         ),
         "output_format": (Literal[OUTPUT_FORMATS], Field(default="png")),  # type: ignore[valid-type]
         "webhook": (
-            Annotated[StrictStr, Field(max_length=2048)] | None,
-            Field(default=None, description="https URL called when the job ends"),
+            Annotated[StrictStr, Field(max_length=WEBHOOK_MAX_CHARS)] | None,
+            Field(
+                default=None,
+                description="https URL called when the job ends",
+                json_schema_extra=_webhook_schema,
+            ),
         ),
         "metadata": (
-            dict[StrictStr, MetadataValue] | None,
+            dict[MetadataKey, MetadataValue] | None,
             Field(
                 default=None,
                 max_length=limits.max_metadata_keys,
-                description=f"your own small object (at most {limits.max_metadata_keys} keys, "
-                f"{limits.max_metadata_bytes} bytes as JSON), returned with the job",
+                description=f"your own small object of strings, numbers, booleans and nulls (at most "
+                f"{limits.max_metadata_keys} keys, {limits.max_metadata_bytes} bytes as compact JSON with "
+                f"non-ASCII characters \\u-escaped), returned with the job; {METADATA_KEY_RULE}",
             ),
         ),
     }
     return create_model("JobRequest", __base__=_RequestBase, **fields)
+
+
+def _webhook_schema(schema: dict[str, Any]) -> None:
+    """The webhook's pattern on its string branch (the field's own `pattern` would be enforced
+    by pydantic with a message that quotes the whole expression)."""
+    for branch in schema.get("anyOf", []):
+        if branch.get("type") == "string":
+            branch["pattern"] = WEBHOOK_PATTERN
 
 
 def validate_request(data: Any, limits: RequestLimits, *, choose_seed: bool = True) -> dict[str, Any]:
@@ -166,8 +252,13 @@ def request_json_schema(limits: RequestLimits) -> dict[str, Any]:
 
 def _field_error(err: Mapping[str, Any]) -> FieldError:
     loc = [str(p) for p in err["loc"]]
-    # Drop pydantic's union-branch markers ("constrained-int", "str", ...) from the path.
-    loc = [p for p in loc if p not in _UNION_TAGS and not p.startswith(("function-", "constrained-"))]
+    # Drop pydantic's union-branch marker ("constrained-int", "str", ...), which follows the
+    # union's own place in the path; only there, as a metadata key may be called "str" too.
+    if len(loc) > 1 and (loc[-1] in _UNION_TAGS or loc[-1].startswith(("function-", "constrained-"))):
+        loc = loc[:-1]
+    if loc[-1:] == ["[key]"]:
+        # A bad key of an object: name the object (the key itself may be empty); the message quotes it.
+        loc = loc[:-2]
     field = ".".join(loc) or "(body)"
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -183,7 +274,7 @@ def _field_error(err: Mapping[str, Any]) -> FieldError:
     return FieldError(field, message)
 
 
-_UNION_TAGS = {"str", "int", "float", "bool", "none", "dict[str,union[str,int,float,bool,none]]"}
+_UNION_TAGS = {"str", "int", "float", "bool", "none"}
 
 
 def _short(value: Any) -> str:

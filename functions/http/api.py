@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 _ID = r"(?P<id>[^/:]+)"
+_INTEGER = re.compile(r"-?[0-9]{1,20}")  # longer is out of every range and costly for int()
 
 Handler = Callable[["Call"], flask.Response]
 
@@ -124,13 +125,17 @@ def _json_body(request: flask.Request, limit: int) -> Any:
 
 
 def _int_arg(request: flask.Request, name: str) -> int | None:
+    """A query parameter the OpenAPI document types as an integer: absent, or ASCII digits with
+    an optional minus (`int()` alone would also take "", " 5", "1_0" and non-ASCII digits)."""
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidArgument(f"invalid {name}", [FieldError(name, f"must be an integer, got {raw!r}")]) from None
+    if not _INTEGER.fullmatch(raw):
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        raise InvalidArgument(
+            f"invalid {name}", [FieldError(name, f"must be an integer of at most 20 digits, got {shown!r}")]
+        )
+    return int(raw)
 
 
 # ---------------------------------------------------------------------- handlers
@@ -153,7 +158,8 @@ def list_jobs(call: Call) -> flask.Response:
     args = call.request.args
     page = call.services.jobs.list(
         _user(call),
-        status=args.get("status") or None,
+        # Present but empty is not absent: `status=` matches no status and is refused.
+        status=args.get("status"),
         page_size=_int_arg(call.request, "page_size"),
         page_token=args.get("page_token") or None,
     )

@@ -10,7 +10,9 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from core.job_request import request_json_schema
+from core.jobs import JobStatus
 from core.settings import RequestLimits
+from core.submission import DEFAULT_PAGE_SIZE, MAX_IDEMPOTENCY_KEY_CHARS, MAX_PAGE_SIZE
 from functions.http.schemas import RESPONSE_MODELS
 
 _REF = "#/components/schemas/{model}"
@@ -64,7 +66,14 @@ def _document(limits: RequestLimits, server_url: str | None) -> dict[str, Any]:
                         "in": "header",
                         "required": False,
                         "description": "same key and body return the same job; same key, other body: 409",
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        # Printable ASCII, as validation requires; HTTP drops the value's surrounding
+                        # spaces, so the document does not offer them.
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+                            "pattern": "^[!-~](?:[ -~]*[!-~])?$",
+                        },
                     }
                 ],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": ref("JobRequest")}}},
@@ -89,15 +98,27 @@ def _document(limits: RequestLimits, server_url: str | None) -> dict[str, Any]:
                         "name": "status",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+                        "description": "only jobs in this status; present but empty is an error",
+                        "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
                     },
                     {
                         "name": "page_size",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_PAGE_SIZE,
+                            "default": DEFAULT_PAGE_SIZE,
+                        },
                     },
-                    {"name": "page_token", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {
+                        "name": "page_token",
+                        "in": "query",
+                        "required": False,
+                        "description": "next_page_token of the previous page, with the same status; empty means none",
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
                     "200": body("JobList", "a page of jobs"),

@@ -1,7 +1,14 @@
 import pytest
 
 from core.errors import InvalidArgument
-from core.job_request import MAX_SEED, request_json_schema, validate_request
+from core.job_request import (
+    MAX_SEED,
+    METADATA_KEY_MAX_CHARS,
+    NON_BLANK_PATTERN,
+    WEBHOOK_PATTERN,
+    request_json_schema,
+    validate_request,
+)
 from core.settings import RequestLimits
 
 LIMITS = RequestLimits(min_size=64, max_size=512, default_size=64, default_steps=20)
@@ -99,3 +106,91 @@ def test_schema_reflects_the_limits() -> None:
     assert (width["minimum"], width["maximum"], width["multipleOf"]) == (64, 512, 8)
     wider = request_json_schema(RequestLimits(max_size=1024))
     assert wider["properties"]["width"]["maximum"] == 1024
+
+
+@pytest.mark.parametrize("key", ["", "__main__", "____", "__a b__", "__x\n__", "k" * 129])
+def test_metadata_keys_firestore_cannot_store_are_rejected_naming_metadata(key: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_request({"prompt": "x", "metadata": {"fine": 1, key: 2}}, LIMITS)
+    fields = fields_of(err)
+    assert list(fields) == ["metadata"]
+    assert "1 to 128 characters" in fields["metadata"] and "__name__" in fields["metadata"]
+
+
+@pytest.mark.parametrize("key", ["___", "__a", "a__", "_", "a.b", "`x`", "a/b", "k" * 128, "é", "str", "none"])
+def test_metadata_keys_firestore_stores_as_they_are_are_kept(key: str) -> None:
+    assert validate_request({"prompt": "x", "metadata": {key: 1}}, LIMITS)["metadata"] == {key: 1}
+
+
+def test_a_bad_metadata_value_names_its_key_even_when_the_key_looks_like_a_type() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_request({"prompt": "x", "metadata": {"str": [1], "int": {"a": 1}}}, LIMITS)
+    assert set(fields_of(err)) == {"metadata.str", "metadata.int"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.test/gpupipe",
+        "https://h",
+        "https://user:pw@hooks.example.test:8443/a/b?c=d&e=%20#f",
+        "https://[::1]:443/x",
+        "https://10.0.0.1/x",
+        "https://host_name.internal:65535",
+    ],
+)
+def test_https_webhooks_are_accepted(url: str) -> None:
+    assert validate_request({"prompt": "x", "webhook": url}, LIMITS)["webhook"] == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.test/x",
+        "HTTPS://hooks.example.test/x",
+        " https://hooks.example.test/x",
+        "https://hooks.example.test/x\n",
+        "https://hooks.example.test/a b",
+        "https://",
+        "https://:443/x",
+        "https://user@",
+        "https://h:65536/",
+        "https://bücher.example/",
+        "https://h/" + "x" * 2048,
+    ],
+)
+def test_other_webhooks_are_rejected(url: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_request({"prompt": "x", "webhook": url}, LIMITS)
+    assert list(fields_of(err)) == ["webhook"]
+
+
+@pytest.mark.parametrize("prompt", ["\u3000", "\x1c\x1f", "\u2028 \x85"])
+def test_a_prompt_of_unicode_whitespace_is_blank(prompt: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_request({"prompt": prompt}, LIMITS)
+    assert "non-space" in fields_of(err)["prompt"]
+
+
+def test_integral_floats_are_integers_as_in_json_schema() -> None:
+    request = validate_request({"prompt": "x", "width": 64.0, "seed": 7.0, "num_images": 2.0}, LIMITS)
+    assert (request["width"], request["seed"], request["num_images"]) == (64, 7, 2)
+    assert all(type(request[k]) is int for k in ("width", "seed", "num_images"))
+    with pytest.raises(InvalidArgument) as err:
+        validate_request({"prompt": "x", "width": 64.5, "height": "64", "num_images": True, "seed": 1e300}, LIMITS)
+    assert set(fields_of(err)) == {"width", "height", "num_images", "seed"}
+
+
+def test_schema_states_the_rules_validation_applies() -> None:
+    properties = request_json_schema(LIMITS)["properties"]
+    [webhook, _] = properties["webhook"]["anyOf"]
+    assert webhook["pattern"] == WEBHOOK_PATTERN and webhook["maxLength"] == 2048
+    assert properties["prompt"]["pattern"] == NON_BLANK_PATTERN
+    [metadata, _] = properties["metadata"]["anyOf"]
+    assert metadata["propertyNames"] == {
+        "minLength": 1,
+        "maxLength": METADATA_KEY_MAX_CHARS,
+        "not": {"pattern": "^__[\\s\\S]*__$"},
+    }
+    bounded = properties["guidance_scale"]["anyOf"]
+    assert [(b["minimum"], b["maximum"]) for b in bounded] == [(0, LIMITS.max_guidance_scale)] * 2

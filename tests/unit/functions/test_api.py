@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,34 @@ def test_json_a_client_cannot_rely_on_is_rejected_not_corrected(client, alice, r
     assert response.status_code == 400
     details = response.get_json()["error"]["details"]
     assert any(d["field"] == field and says in d["message"] for d in details), details
+
+
+@pytest.mark.parametrize("key", ["", "__main__", "____", "__x\n__", "k" * 129])
+def test_metadata_keys_firestore_cannot_store_get_400_naming_metadata(client, alice, services, memory_backends, key):
+    response = submit(client, alice, {**JOB, "metadata": {"ok": 1, key: "v"}})
+    assert response.status_code == 400
+    error = schemas.Error.model_validate(response.get_json()).error
+    assert error.code == "invalid_argument"
+    [detail] = error.details
+    assert detail.field == "metadata"
+    assert "__name__" in detail.message and json.dumps(key)[:20] in detail.message
+    assert published(memory_backends, services) == []
+
+
+def test_metadata_keys_firestore_can_store_are_kept(client, alice):
+    metadata = {"___": 1, "__a": 2, "a__": 3, "a.b": 4, "`x`": 5, "k" * 128: 6, "str": 7}
+    response = submit(client, alice, {**JOB, "metadata": metadata})
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["metadata"] == metadata
+
+
+def test_an_escaped_lone_surrogate_gets_400_not_500(client, alice):
+    # Valid JSON syntax, but no character: Firestore (any UTF-8 encoder) cannot store it.
+    raw = b'{"prompt": "x", "metadata": {"\\ud800": 1}}'
+    response = client.post("/v1/jobs", data=raw, headers={**alice.headers, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    [detail] = response.get_json()["error"]["details"]
+    assert detail["field"] == "(body)" and "surrogate" in detail["message"]
 
 
 def test_non_json_content_type_gets_415(client, alice):
@@ -236,6 +265,12 @@ def test_list_is_newest_first_paged_and_filtered(client, services):
         ("page_size=0", "page_size"),
         ("page_size=x", "page_size"),
         ("page_token=zz", "page_token"),
+        # Present but empty is not absent: the document types both, and "" is neither.
+        ("status=", "status"),
+        ("page_size=", "page_size"),
+        ("page_size=1_0", "page_size"),
+        ("page_size=%20", "page_size"),
+        ("page_size=%D9%A5", "page_size"),  # ARABIC-INDIC DIGIT FIVE: int() would take it
     ],
 )
 def test_bad_list_parameters_get_400(client, alice, query, field):
@@ -324,7 +359,8 @@ def test_openapi_document_and_offline_docs_page(client):
     page = client.get("/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert "<script" not in html and "https://" not in html.replace("https:// URL", "")
+    # Nothing loaded from elsewhere (the webhook's pattern does spell "https://", as text).
+    assert "<script" not in html and not re.search(r"""(?:src|href)\s*=\s*['"]?(?:https?:)?//""", html)
     assert "/v1/jobs/{id}:cancel" in html and "JobRequest" in html
 
 

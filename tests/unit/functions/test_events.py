@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -14,9 +16,11 @@ from cloudevents.http import CloudEvent
 
 from adapters.memory import MemoryBackends
 from core import collections as c
+from core import execution
 from core.batches import batch_id_for
 from core.jobs import JobStatus
 from core.ledger import JobLedger
+from core.timeutil import utcnow
 from functions import wiring
 from tests.unit.functions.conftest import Caller, make_app, new_caller
 
@@ -222,10 +226,19 @@ def dead_letter(client: Any, job_id: str) -> Any:
     return client.post("/", headers=headers, data=body)
 
 
+def tried_by_workers(services: wiring.Services, job_id: str) -> None:
+    """Workers claimed the job as often as the settings allow and gave it back each time."""
+    ledger = JobLedger(services.backends.documents)
+    for _ in range(services.settings.recovery.max_attempts):
+        _, claim = execution.claim(ledger, job_id, worker_id="w", model_version="v", stale_before=utcnow())
+        ledger.release(job_id, worker_id="w", token=claim.token)
+
+
 def test_dead_letter_fails_the_job_releases_quota_and_completes_its_batch(on_upload, alice, services, memory_backends):
     attrs = upload(memory_backends, services, "alice/d.jsonl", lines(GOOD, {"prompt": ""}))
     deliver(on_upload, attrs)
     [job] = list(memory_backends.documents.iterate(c.JOBS))
+    tried_by_workers(services, job.id)
     client = make_app("on_dead_letter").test_client()
     assert dead_letter(client, job.id).status_code == 200
     assert dead_letter(client, job.id).status_code == 200  # a duplicate changes nothing
@@ -238,6 +251,60 @@ def test_dead_letter_fails_the_job_releases_quota_and_completes_its_batch(on_upl
     assert batch["status"] == "completed" and batch["failed"] == 1
     summary = json.loads(outputs(memory_backends, services, f"alice/batches/{batch_id}/summary.json").popitem()[1])
     assert summary["jobs"]["failed"] == 1 and summary["results"][0]["error"]["code"] == "dead_lettered"
+
+
+def test_dead_letter_of_a_job_no_worker_tried_redelivers_it(on_upload, alice, services, memory_backends):
+    """Its message only ever reached streams of dead workers: the job is published again."""
+    attrs = upload(memory_backends, services, "alice/e.jsonl", lines(GOOD))
+    deliver(on_upload, attrs)
+    [job] = list(memory_backends.documents.iterate(c.JOBS))
+    assert len(jobs_topic(memory_backends, services)) == 1  # the upload's own message
+    assert dead_letter(make_app("on_dead_letter").test_client(), job.id).status_code == 200
+    stored = JobLedger(memory_backends.documents).require(job.id)
+    assert (stored.status, stored.requeues) == (JobStatus.QUEUED, 1)
+    [message] = jobs_topic(memory_backends, services)
+    assert message.attributes["requeue"] == "1"
+    assert memory_backends.documents.get(c.USAGE, job.id) is None
+
+
+def test_an_ingest_that_died_is_resumed_by_the_next_delivery(on_upload, alice, services, memory_backends):
+    """The first delivery died after admitting every line and publishing one job (SIGKILL: its
+    claim stays `ingesting`). The redelivery takes the claim over once it lapsed, publishes what
+    was admitted, and the batch counts every line once."""
+    attrs = upload(memory_backends, services, "alice/f.jsonl", lines(GOOD, GOOD, GOOD))
+    batch_id = batch_id_for(attrs["bucketId"], attrs["objectId"], attrs["objectGeneration"])
+    real_publish = type(memory_backends.pubsub).publish
+    published: list[str] = []
+
+    def dies_after_one(self: Any, topic: str, data: bytes, attributes: Any = None, **kw: Any) -> str:
+        if published:
+            raise _Killed()
+        published.append(data.decode())
+        return real_publish(self, topic, data, attributes, **kw)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(type(memory_backends.pubsub), "publish", dies_after_one):
+        with pytest.raises(_Killed):
+            deliver(on_upload, attrs)
+    lease = services.settings.recovery.upload_claim_lease_seconds
+    claimed_at = utcnow() - dt.timedelta(seconds=lease - 1)  # a killed process leaves its claim as it was
+    memory_backends.documents.update(c.IDEMPOTENCY, batch_id, {"state": "ingesting", "claimed_at": claimed_at})
+    started = time.monotonic()
+    assert deliver(on_upload, attrs).status_code == 200
+    assert time.monotonic() - started < lease  # waited for the lapse, not for minutes
+    jobs = {d.id: d.data for d in memory_backends.documents.iterate(c.JOBS)}
+    assert len(jobs) == 3 and {j["status"] for j in jobs.values()} == {"queued"}
+    assert sorted({m.data.decode() for m in jobs_topic(memory_backends, services)}) == sorted(jobs)
+    batch = memory_backends.documents.get(c.BATCHES, batch_id)
+    assert batch is not None and batch["jobs_total"] == 3
+    assert memory_backends.documents.get(c.IDEMPOTENCY, batch_id)["state"] == "done"
+    quota = memory_backends.documents.get(c.QUOTAS, "alice")
+    assert quota is not None and quota["active_jobs"] == 3
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs (it is not an Exception)."""
 
 
 def test_dead_letter_for_an_ended_or_unknown_job_is_harmless(alice, services, memory_backends):
