@@ -7,13 +7,14 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install lint fmt typecheck test test-unit test-integration test-e2e test-infra up down status demo run bench clean
+.PHONY: help install lint fmt typecheck test test-unit test-integration test-e2e test-chaos test-infra up down status demo run bench chaos clean
 
 help:
 	@echo "make run     - set up, start the local stack and run the demo (images under out/)"
 	@echo "make test    - set up and run every test tier (unit, integration, e2e, infra)"
 	@echo "make up/down - start/stop the local stack; make status shows it"
 	@echo "make lint    - ruff + mypy;  make bench - benchmarks, CSV under results/"
+	@echo "make chaos   - the large fault run (SIGKILLs under load), results/chaos.csv"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +48,9 @@ test-integration: $(STAMP)
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
+test-chaos: $(STAMP)
+	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
+
 test-infra: $(STAMP)
 	$(PY) -m pytest tests/infra $(PYTEST_ARGS)
 
@@ -72,6 +76,10 @@ status: $(STAMP)
 # Benchmarks are not tests: each writes CSV under results/ and prints a table.
 bench: $(STAMP)
 	$(PY) -m bench.worker --results results
+
+# The large chaos run (1000 jobs, 50 worker SIGKILLs, 5 api SIGKILLs): a row in results/chaos.csv.
+chaos: $(STAMP)
+	$(PY) -m bench.chaos --results results
 
 clean: down  # stop the stack first: its PIDs live in .gpupipe/
 	rm -rf .gpupipe out .mypy_cache .ruff_cache .pytest_cache

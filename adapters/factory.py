@@ -75,7 +75,11 @@ class Backends:
                 return self._memory.pubsub
             from adapters.gcp.pubsub import PubSubSubscriber
 
-            return PubSubSubscriber(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
+            return PubSubSubscriber(
+                self.settings.project_id,
+                emulator_host=self.settings.pubsub_emulator_host,
+                pull_mode=self.settings.worker.pull_mode,
+            )
 
         return self._pick("subscriber", build)  # type: ignore[no-any-return]
 

@@ -188,6 +188,10 @@ class StreamingPull(abc.ABC):
     def wait(self, timeout: float | None = None) -> None:
         """Block until the stream ends (cancelled or failed); re-raise a stream failure."""
 
+    def healthy(self) -> bool:
+        """False while the pull cannot reach the backend (its recent attempts all failed)."""
+        return True
+
 
 class Subscriber(abc.ABC):
     @abc.abstractmethod

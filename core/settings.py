@@ -88,6 +88,9 @@ class WorkerSettings(_Frozen):
     health_host: str = "127.0.0.1"
     """Where /healthz and /metrics listen; 0.0.0.0 in a pod whose kubelet probes them over HTTP."""
     exit_when_idle_seconds: float | None = None
+    pull_mode: Literal["unary", "streaming"] = "unary"
+    """How the worker pulls on GCP and the emulator: a loop of unary Pulls (default; see
+    adapters/gcp/pubsub.py for why) or the client library's StreamingPull."""
 
 
 class RecoverySettings(_Frozen):
@@ -253,6 +256,7 @@ ENV_VARS: dict[str, str] = {
     "GPUPIPE_WORKER_HEALTH_PORT": "worker.health_port",
     "GPUPIPE_WORKER_HEALTH_HOST": "worker.health_host",
     "GPUPIPE_WORKER_EXIT_WHEN_IDLE_SECONDS": "worker.exit_when_idle_seconds",
+    "GPUPIPE_WORKER_PULL_MODE": "worker.pull_mode",
     "GPUPIPE_RECOVERY_INTERVAL_SECONDS": "recovery.interval_seconds",
     "GPUPIPE_RECOVERY_QUEUED_AFTER_SECONDS": "recovery.queued_after_seconds",
     "GPUPIPE_RECOVERY_STALE_AFTER_SECONDS": "recovery.stale_after_seconds",

@@ -42,6 +42,7 @@ import datetime as dt
 import json
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -326,6 +327,40 @@ class RunningStack:
         self.save()
         return service
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one function or worker with its children (a crash: no drain, no nack) and wait
+        until it is gone. Chaos tests and `make chaos` use it."""
+        service = self.service(name)
+        doomed = [*service.record.all(), *processes.descendants(service.record.process.pid)]
+        processes.signal_all(doomed, signal.SIGKILL)
+        left = processes.wait_gone(doomed, timeout=10)
+        pids = {p.pid for p in doomed}
+        dead = [p for p in self._popens if p.pid in pids]
+        _reap(dead)
+        self._popens[:] = [p for p in self._popens if p.pid not in pids]
+        if left:
+            raise SuiteError(f"{name} survived SIGKILL: " + ", ".join(str(p.pid) for p in left))
+
+    def restart_function(self, name: str, environ: Mapping[str, str], *, timeout: float = 60.0) -> Service:
+        """Start function `name` again on its port (after it died) and return once it answers.
+        Push subscriptions and clients keep their URLs."""
+        old = self.service(name)
+        if old.is_worker:
+            raise ValueError(f"{name} is a worker: use add_worker")
+        if old.running():
+            raise SuiteError(f"{name} still runs (pid {old.record.process.pid})")
+        env = {**environ, **self.suite.env({"GPUPIPE_API_URL": self.api_url})}
+        started = _spawn_function(self.state_dir, name, old.port, env, self._popens, log_suffix=".restarted")
+        try:
+            _wait_until_healthy([started], time.monotonic() + timeout)
+        except BaseException:
+            processes.stop([started.record.process], grace=5.0)
+            raise
+        service = _with_children(started)
+        self.services = [service if s.name == name else s for s in self.services]
+        self.save()
+        return service
+
     def forget_dead_workers(self) -> list[str]:
         """Drop the records of workers that are gone (killed on purpose, e.g. by a test)."""
         dead = [s.name for s in self.workers if not s.running()]
@@ -592,7 +627,13 @@ class _Start:
 
 # --------------------------------------------------------------------------- processes
 def _spawn_function(
-    state: Path, target: str, port: int, env: Mapping[str, str], popens: list[subprocess.Popen[bytes]]
+    state: Path,
+    target: str,
+    port: int,
+    env: Mapping[str, str],
+    popens: list[subprocess.Popen[bytes]],
+    *,
+    log_suffix: str = "",
 ) -> Service:
     argv = [
         sys.executable, "-m", "functions_framework",
@@ -601,7 +642,7 @@ def _spawn_function(
         "--host", HOST,
         "--port", str(port),
     ]  # fmt: skip
-    return _spawn(state, target, port, argv, env, popens)
+    return _spawn(state, target, port, argv, env, popens, log_name=target + log_suffix)
 
 
 def _spawn_worker(state: Path, name: str, env: Mapping[str, str], popens: list[subprocess.Popen[bytes]]) -> Service:
@@ -617,9 +658,11 @@ def _spawn(
     argv: list[str],
     env: Mapping[str, str],
     popens: list[subprocess.Popen[bytes]],
+    *,
+    log_name: str | None = None,
 ) -> Service:
     """Start a process detached; its Popen goes to `popens`, so that whoever stops it reaps it."""
-    log_path = state / suite.LOG_DIR / f"{name}.log"
+    log_path = state / suite.LOG_DIR / f"{log_name or name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")  # a fresh log per start, so a failure's tail is this run's
     popen = processes.spawn(argv, log_path=log_path, env=env)

@@ -148,6 +148,9 @@ class Worker:
         self._pull: StreamingPull | None = None
         self._threads: list[threading.Thread] = []
         self._last_activity = time.monotonic()
+        self._last_message = time.monotonic()
+        self._stall_checked = time.monotonic()
+        self.pull_reopened = 0
         self.ready = threading.Event()
         self.stop_reason: str | None = None
 
@@ -159,28 +162,36 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         self._last_activity = time.monotonic()
-        self._pull = self._subscriber.subscribe(
-            self._subscription,
-            self._on_message,
-            max_messages=self._config.max_outstanding_messages,
-            max_lease_seconds=_MAX_LEASE_SECONDS,
-            lease_extension_seconds=self._config.lease_extension_seconds,
-        )
-        watcher = threading.Thread(target=self._watch_stream, args=(self._pull,), name="worker-stream", daemon=True)
-        watcher.start()
-        self._threads.append(watcher)
+        self._open_pull()
         if self._recovery is not None:
             self._recovery.start()
         self.metrics.ready.set(1)
         self.ready.set()
         log.info("worker pulling", extra={"worker_id": self.worker_id, "subscription": self._subscription})
 
+    def _open_pull(self) -> None:
+        pull = self._subscriber.subscribe(
+            self._subscription,
+            self._on_message,
+            max_messages=self._config.max_outstanding_messages,
+            max_lease_seconds=_MAX_LEASE_SECONDS,
+            lease_extension_seconds=self._config.lease_extension_seconds,
+        )
+        self._pull = pull
+        self._last_message = time.monotonic()
+        watcher = threading.Thread(target=self._watch_stream, args=(pull,), name="worker-stream", daemon=True)
+        watcher.start()
+        self._threads.append(watcher)
+
     def _watch_stream(self, pull: StreamingPull) -> None:
-        """A stream that ends while the worker is not draining is fatal: stop the worker."""
+        """A stream that ends while the worker is not draining is fatal: stop the worker (its
+        orchestrator starts another). A stream the stall check replaced ends quietly."""
         try:
             pull.wait()
         except AdapterError as exc:
             log.error("the streaming pull failed: %s", exc, extra={"worker_id": self.worker_id})
+        if pull is not self._pull:
+            return
         if not self._draining.is_set():
             log.error("the streaming pull ended on its own", extra={"worker_id": self.worker_id})
             self.request_stop("stream ended")
@@ -247,9 +258,15 @@ class Worker:
     def status(self) -> dict[str, Any]:
         with self._lock:
             inflight = len(self._inflight)
-        ok = self.ready.is_set() and not self._draining.is_set()
+        pulling = self._pull is not None and self._pull.healthy()
+        if self._draining.is_set():
+            state = "draining"
+        elif not self.ready.is_set():
+            state = "starting"
+        else:
+            state = "ok" if pulling else "cannot_pull"
         return {
-            "status": "ok" if ok else ("draining" if self._draining.is_set() else "starting"),
+            "status": state,
             "worker_id": self.worker_id,
             "model": self.runner.model_name,
             "model_version": self.runner.model_version,
@@ -258,7 +275,7 @@ class Worker:
 
     # ------------------------------------------------------------------ intake (subscriber threads)
     def _on_message(self, message: ReceivedMessage) -> None:
-        self._last_activity = time.monotonic()
+        self._last_activity = self._last_message = time.monotonic()
         if self._closed.is_set():
             log.info("message after shutdown; nacked", extra={"worker_id": self.worker_id})
             message.nack()
@@ -664,10 +681,39 @@ class Worker:
                 last_lease = now
                 for task in tasks:
                     self._extend_lease(task)
+            self._check_stall(now, bool(tasks))
             idle_limit = self._config.exit_when_idle_seconds
             if idle_limit is not None and not tasks and now - self._last_activity >= idle_limit:
                 log.info("idle for %.0f s; stopping", idle_limit, extra={"worker_id": self.worker_id})
                 self.request_stop("idle")
+
+    def _check_stall(self, now: float, busy: bool) -> None:
+        """A pull that received nothing for `stream_stall_seconds` while jobs have been queued
+        that long is stuck (a stream the backend stopped serving): replace it. Checked at most
+        every half of that, with one cheap query."""
+        stall = self.settings.recovery.stream_stall_seconds
+        if busy or self._draining.is_set() or now - self._stall_checked < stall / 2:
+            return
+        self._stall_checked = now
+        if now - self._last_message < stall:
+            return
+        try:
+            waiting = self._ledger.waiting_since(JobStatus.QUEUED, self._clock() - dt.timedelta(seconds=stall), limit=1)
+        except _TRANSIENT as exc:
+            log.warning("could not check for a stalled pull (%s)", exc, extra={"worker_id": self.worker_id})
+            return
+        if not waiting:
+            return
+        log.warning(
+            "nothing received for %.0f s while jobs wait; reopening the pull",
+            stall,
+            extra={"worker_id": self.worker_id},
+        )
+        old = self._pull
+        self._open_pull()
+        self.pull_reopened += 1
+        if old is not None:
+            old.cancel()
 
     def _watch(self, task: Task, now: float, interval: float) -> None:
         if task.phase in (Phase.DELIVERING, Phase.DONE) or now - task.status_checked_at < interval:

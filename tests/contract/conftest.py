@@ -116,9 +116,20 @@ def _gcp_settings() -> tuple[Settings, str]:
     return settings, os.environ.get("GPUPIPE_GCP_TEST_BUCKET") or f"{project}-gpupipe-contract"
 
 
+# Messaging runs once more on the emulator with the client library's StreamingPull (the workers'
+# default is unary pull; `GPUPIPE_WORKER_PULL_MODE=streaming` selects this one).
+MESSAGING_BACKENDS = [
+    *BACKENDS,
+    pytest.param("emulator-streaming", id="emulator-streaming", marks=pytest.mark.integration),
+]
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Iterator[ContractBackend]:
-    kind: str = request.param
+    yield from make_backend(request, request.param)
+
+
+def make_backend(request: pytest.FixtureRequest, kind: str) -> Iterator[ContractBackend]:
     if kind == "memory":
         fakes = MemoryBackends()
         contract = ContractBackend(
@@ -132,8 +143,11 @@ def backend(request: pytest.FixtureRequest) -> Iterator[ContractBackend]:
             fetch=fakes.blobs.read_url,
         )
     else:
-        if kind == "emulator":
+        if kind.startswith("emulator"):
             settings: Settings = request.getfixturevalue("emulator_settings")
+            if kind == "emulator-streaming":
+                worker = settings.worker.model_copy(update={"pull_mode": "streaming"})
+                settings = settings.model_copy(update={"worker": worker})
             bucket = f"contract-{uuid.uuid4().hex[:12]}"
         else:
             settings, bucket = _gcp_settings()
@@ -186,7 +200,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         return
     parts = [
         f"{name}: {_PASSED[name]} passed, {_FAILED[name]} failed, {_SKIPPED[name]} skipped"
-        for name in ("memory", "emulator", "gcp")
+        for name in ("memory", "emulator", "emulator-streaming", "gcp")
         if name in ran
     ]
     terminalreporter.write_sep("-", "adapter contract cases per backend")

@@ -10,12 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from adapters.ports import NotFound, ReceivedMessage
-from tests.contract.conftest import ContractBackend
+from tests.contract.conftest import MESSAGING_BACKENDS, ContractBackend, make_backend
+
+
+@pytest.fixture(params=MESSAGING_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[ContractBackend]:
+    """The suite's backends plus the emulator with StreamingPull (both pull modes of the adapter)."""
+    yield from make_backend(request, request.param)
+
 
 FAST_RETRY = {"retry_minimum_backoff_seconds": 0.1, "retry_maximum_backoff_seconds": 0.5}
 

@@ -14,6 +14,11 @@ module "pubsub" {
   topic_publishers = {
     "jobs/api"       = { topic = "jobs", member = module.iam.members["api"] }
     "jobs/on-upload" = { topic = "jobs", member = module.iam.members["on-upload"] }
+    # Recovery republishes jobs whose delivery was lost (core/reconciler.py): the reconcile
+    # function, every worker's sweep, and the dead-letter handler for jobs no worker claimed.
+    "jobs/reconcile"      = { topic = "jobs", member = module.iam.members["reconcile"] }
+    "jobs/worker"         = { topic = "jobs", member = module.iam.members["worker"] }
+    "jobs/on-dead-letter" = { topic = "jobs", member = module.iam.members["on-dead-letter"] }
   }
 
   subscription_subscribers = {
@@ -40,6 +45,7 @@ module "storage" {
     "outputs/on-upload"      = { bucket = "outputs", role = "roles/storage.objectUser", member = module.iam.members["on-upload"] }
     "outputs/on-dead-letter" = { bucket = "outputs", role = "roles/storage.objectUser", member = module.iam.members["on-dead-letter"] }
     "outputs/worker"         = { bucket = "outputs", role = "roles/storage.objectUser", member = module.iam.members["worker"] }
+    "outputs/reconcile"      = { bucket = "outputs", role = "roles/storage.objectUser", member = module.iam.members["reconcile"] }
     "models/worker"          = { bucket = "models", role = "roles/storage.objectViewer", member = module.iam.members["worker"] }
   }
 

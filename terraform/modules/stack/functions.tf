@@ -34,6 +34,19 @@ module "functions" {
       memory                = var.event_functions.memory
       timeout_seconds       = 300
     }
+    # One recovery sweep a minute from Cloud Scheduler (recovery.tf). Workers sweep too, but Cloud
+    # Run workers scale to zero, and then only this one finds jobs whose messages were lost.
+    reconcile = {
+      service_account_email = module.iam.emails["reconcile"]
+      # Cloud Scheduler calls from outside any VPC; IAM admits only its account.
+      ingress       = "ALLOW_ALL"
+      invokers      = { scheduler = module.iam.members["scheduler"] }
+      min_instances = 0
+      max_instances = 1
+      concurrency   = 1
+      cpu           = "1"
+      memory        = "512Mi"
+    }
     on_dead_letter = {
       service_account_email = module.iam.emails["on-dead-letter"]
       invokers              = { pubsub-push = module.iam.members["pubsub-push"] }

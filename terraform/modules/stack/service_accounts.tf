@@ -10,7 +10,8 @@ locals {
       on-dead-letter = { description = "Fails dead-lettered jobs and releases their quota.", project_roles = ["roles/datastore.user"] }
       dispatch       = { description = "Starts Cloud Run worker executions sized to the backlog.", project_roles = ["roles/monitoring.viewer"] }
       worker         = { description = "The GPU worker.", project_roles = ["roles/datastore.user"] }
-      scheduler      = { description = "Cloud Scheduler's identity when it calls dispatch." }
+      reconcile      = { description = "Redelivers jobs whose delivery was lost (core/reconciler.py).", project_roles = ["roles/datastore.user"] }
+      scheduler      = { description = "Cloud Scheduler's identity when it calls dispatch and reconcile." }
       pubsub-push    = { description = "Pub/Sub push subscriptions' identity when they call the event functions." }
       fn-build       = { description = "Builds the functions from source.", project_roles = ["roles/logging.logWriter"] }
     },

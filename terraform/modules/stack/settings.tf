@@ -7,7 +7,7 @@ module "topology" {
 
 locals {
   # Deterministic function URLs: a function's own settings may name it without a cycle.
-  function_url = { for name in ["api", "dispatch"] : name => "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.prefix}-${name}" }
+  function_url = { for name in ["api", "dispatch", "reconcile"] : name => "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.prefix}-${name}" }
   worker_job   = "projects/${var.project_id}/locations/${var.region}/jobs/${var.prefix}-worker"
 
   # What core.settings.Settings.from_env reads (names from core/settings.py ENV_VARS).
@@ -20,5 +20,8 @@ locals {
     GPUPIPE_DEFAULT_MODEL         = var.worker.default_model
     GPUPIPE_WORKER_MODEL          = var.worker.default_model
     GPUPIPE_WORKER_MAX_BATCH_SIZE = tostring(var.worker.max_batch_size)
+
+    GPUPIPE_RECOVERY_QUEUED_AFTER_SECONDS = tostring(var.recovery.queued_after_seconds)
+    GPUPIPE_RECOVERY_MAX_ATTEMPTS         = tostring(var.recovery.max_attempts)
   })
 }

@@ -118,6 +118,22 @@ variable "dispatch" {
   }
 }
 
+variable "recovery" {
+  description = "How lost deliveries are recovered (core/reconciler.py): the reconcile schedule, and how long a job may stay queued before it is published again."
+  type = object({
+    schedule             = optional(string, "* * * * *")
+    queued_after_seconds = optional(number, 120)
+    max_attempts         = optional(number, 5)
+  })
+  nullable = false
+  default  = {}
+
+  validation {
+    condition     = var.recovery.queued_after_seconds > 0 && var.recovery.max_attempts >= 1
+    error_message = "queued_after_seconds must be positive and max_attempts at least 1."
+  }
+}
+
 variable "worker" {
   description = "Worker process settings shared by both platforms."
   type = object({

@@ -16,6 +16,7 @@ import pytest
 
 from adapters.memory import MemoryBackends
 from adapters.memory.documents import MemoryDocumentStore
+from adapters.ports import StreamingPull, Subscriber
 from core import collections as c
 from core import execution
 from core.jobs import JobStatus, output_object_name
@@ -43,7 +44,9 @@ WorkerFactory = Callable[..., Worker]
 def worker_settings(settings: Settings, **worker: Any) -> Settings:
     values = {"max_batch_wait_seconds": 0.05, "progress_interval_seconds": 0.2, "shutdown_grace_seconds": 5.0}
     values.update(worker)
-    recovery = settings.recovery.model_copy(update={"interval_seconds": 0.5, "queued_after_seconds": 2})
+    recovery = settings.recovery.model_copy(
+        update={"interval_seconds": 0.5, "queued_after_seconds": 2, "stream_stall_seconds": 1.0}
+    )
     return settings.model_copy(update={"worker": settings.worker.model_copy(update=values), "recovery": recovery})
 
 
@@ -468,3 +471,81 @@ def test_a_worker_whose_claim_was_taken_over_drops_its_result(
     assert current.status is JobStatus.RUNNING and current.worker_id == "new-holder"
     assert usage_records(memory_backends.documents, job.id) == []
     assert memory_backends.blobs.list(memory_settings.names.outputs_bucket, f"{job.user_id}/jobs/{job.id}/") == []
+
+
+class _SilentPull(StreamingPull):
+    """A pull the backend stopped serving: it delivers nothing and never ends on its own."""
+
+    def __init__(self, healthy: bool = True) -> None:
+        self.cancelled = threading.Event()
+        self._healthy = healthy
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self.cancelled.wait(timeout)
+
+    def healthy(self) -> bool:
+        return self._healthy
+
+
+class _StuckFirst(Subscriber):
+    """The first subscribe gets a silent pull; later ones reach the memory fake."""
+
+    def __init__(self, real: Subscriber, first: _SilentPull) -> None:
+        self.real = real
+        self.first = first
+        self.subscribes = 0
+
+    def subscribe(self, subscription: str, callback: Any, **kwargs: Any) -> StreamingPull:
+        self.subscribes += 1
+        if self.subscribes == 1:
+            return self.first
+        return self.real.subscribe(subscription, callback, **kwargs)
+
+    def pull(self, subscription: str, max_messages: int = 10, *, timeout: float = 5.0) -> list[Any]:
+        return self.real.pull(subscription, max_messages, timeout=timeout)
+
+
+def test_a_pull_that_receives_nothing_while_jobs_wait_is_reopened(
+    memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    silent = _SilentPull()
+    subscriber = _StuckFirst(memory_backends.pubsub, silent)
+    worker = Worker(
+        worker_settings(memory_settings),
+        documents=memory_backends.documents,
+        blobs=memory_backends.blobs,
+        subscriber=subscriber,
+        runner=FakeRunner(),
+        worker_id="stuck-worker",
+    )
+    worker.start()
+    try:
+        job = create_job(memory_backends.documents, memory_settings)
+        publish(memory_backends.pubsub, memory_settings, job)
+        wait_for(lambda: succeeded(memory_backends, job.id), 15, "the job to run on the reopened pull")
+        assert silent.cancelled.is_set() and subscriber.subscribes == 2 and worker.pull_reopened == 1
+    finally:
+        worker.request_stop()
+        worker.shutdown(grace_seconds=2)
+
+
+def test_healthz_says_so_when_the_worker_cannot_pull(
+    memory_backends: MemoryBackends, memory_settings: Settings
+) -> None:
+    worker = Worker(
+        worker_settings(memory_settings),
+        documents=memory_backends.documents,
+        blobs=memory_backends.blobs,
+        subscriber=_StuckFirst(memory_backends.pubsub, _SilentPull(healthy=False)),
+        runner=FakeRunner(),
+        worker_id="cut-off-worker",
+    )
+    worker.start()
+    try:
+        assert worker.status()["status"] == "cannot_pull"
+    finally:
+        worker.request_stop()
+        worker.shutdown(grace_seconds=2)
