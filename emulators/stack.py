@@ -46,6 +46,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -191,6 +192,8 @@ class RunningStack:
         self.workers_started = workers_started if workers_started is not None else len(self.workers)
         # The processes this Python process started (empty for a stack loaded from its file).
         self._popens = popens if popens is not None else []
+        # Workers may be added from one thread while another kills (chaos runs).
+        self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- views
     @property
@@ -316,15 +319,10 @@ class RunningStack:
         name = f"worker-{self.workers_started}"
         port = _free_port(avoid={s.port for s in self.services})
         env = {**environ, **self.env(), **self.worker_env, "GPUPIPE_WORKER_HEALTH_PORT": str(port)}
-        started = _spawn_worker(self.state_dir, name, env, self._popens)
-        try:
-            _wait_until_healthy([started], time.monotonic() + timeout)
-        except BaseException:
-            processes.stop([started.record.process], grace=5.0)
-            raise
-        service = _with_children(started)
-        self.services.append(service)
-        self.save()
+        service = _once_healthy(_spawn_worker(self.state_dir, name, env, self._popens), timeout)
+        with self._lock:
+            self.services.append(service)
+            self.save()
         return service
 
     def kill(self, name: str) -> None:
@@ -351,21 +349,18 @@ class RunningStack:
             raise SuiteError(f"{name} still runs (pid {old.record.process.pid})")
         env = {**environ, **self.suite.env({"GPUPIPE_API_URL": self.api_url})}
         started = _spawn_function(self.state_dir, name, old.port, env, self._popens, log_suffix=".restarted")
-        try:
-            _wait_until_healthy([started], time.monotonic() + timeout)
-        except BaseException:
-            processes.stop([started.record.process], grace=5.0)
-            raise
-        service = _with_children(started)
-        self.services = [service if s.name == name else s for s in self.services]
-        self.save()
+        service = _once_healthy(started, timeout)
+        with self._lock:
+            self.services = [service if s.name == name else s for s in self.services]
+            self.save()
         return service
 
     def forget_dead_workers(self) -> list[str]:
         """Drop the records of workers that are gone (killed on purpose, e.g. by a test)."""
-        dead = [s.name for s in self.workers if not s.running()]
-        self.services = [s for s in self.services if s.name not in dead]
-        self.save()
+        with self._lock:
+            dead = [s.name for s in self.workers if not s.running()]
+            self.services = [s for s in self.services if s.name not in dead]
+            self.save()
         return dead
 
     # ---------------------------------------------------------------- stop
@@ -671,6 +666,16 @@ def _spawn(
     if ident is None:
         raise StartupFailed(f"{name} exited at once; log: {log_path}", processes.log_tail(log_path))
     return Service(name=name, port=port, record=ProcessRecord(name=name, process=ident, children=(), log=str(log_path)))
+
+
+def _once_healthy(started: Service, timeout: float) -> Service:
+    """Wait for a just-started process to answer; stop it if it does not."""
+    try:
+        _wait_until_healthy([started], time.monotonic() + timeout)
+    except BaseException:
+        processes.stop([started.record.process], grace=5.0)
+        raise
+    return _with_children(started)
 
 
 def _reap(popens: list[subprocess.Popen[bytes]]) -> None:

@@ -356,11 +356,18 @@ class Worker:
                 stale_before=self._clock() - stale_after(self.settings),
             )
         except ClaimHeld as exc:
-            # A duplicate delivery: the live holder settles the job; should it die, the
-            # reconciler redelivers it. Nothing to run here.
-            log.info("%s; duplicate message acked", exc, extra=extra)
             self.metrics.jobs.labels("duplicate").inc()
-            message.ack()
+            if message.delivery_attempt > 1:
+                # A message that came back: most likely the holder's own, whose lease lapsed because
+                # the holder died and whose heartbeat is not stale yet. Back it goes, to be claimed
+                # once it is (or acked once the job ended).
+                log.info("%s; redelivered message nacked until its holder is stale", exc, extra=extra)
+                message.nack()
+            else:
+                # A duplicate publish: the live holder settles the job; should it die, its own
+                # message or the reconciler brings the job back. Nothing to run here.
+                log.info("%s; duplicate message acked", exc, extra=extra)
+                message.ack()
             return
         except (InvalidTransition, NotFoundError) as exc:
             log.info("job ended before it started (%s); acked", exc, extra=extra)

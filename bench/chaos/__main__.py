@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from bench.chaos.driver import ChaosConfig, ChaosResult, run
@@ -22,6 +23,21 @@ from core.settings import Settings
 from emulators import stack as local_stack
 
 CHAOS_WORKER_ENV = {"GPUPIPE_WORKER_SHUTDOWN_GRACE_SECONDS": "3"}
+
+
+_FOREIGN = (
+    "GOOGLE_CLOUD_PROJECT",
+    "PUBSUB_EMULATOR_HOST",
+    "FIRESTORE_EMULATOR_HOST",
+    "STORAGE_EMULATOR_HOST",
+    "BOTO_CONFIG",
+)
+
+
+def own_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the stack's processes inherit: `environ` minus anything (a sourced local.env) that
+    would point them at another stack."""
+    return {k: v for k, v in environ.items() if not k.startswith(("GPUPIPE_", "CLOUDSDK_")) and k not in _FOREIGN}
 
 
 def contract_holds(result: ChaosResult) -> bool:
@@ -58,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         upload_lines=args.upload_lines,
         upload_kills=args.upload_kills,
     )
-    # The processes get this environment minus anything that would point them elsewhere.
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GPUPIPE_", "CLOUDSDK_"))}
-    for name in ("GOOGLE_CLOUD_PROJECT", "PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
-        environ.pop(name, None)
+    environ = own_environment(os.environ)
     with tempfile.TemporaryDirectory(prefix="gpupipe-chaos-") as state:
         stack = local_stack.start(
             Settings.from_env({"GPUPIPE_ENV": "local"}),

@@ -120,7 +120,7 @@ class _Run:
     def run(self) -> ChaosResult:
         began = time.monotonic()
         self.users = [self._create_user(f"chaos{n}") for n in range(self.config.users)]
-        self.result.baseline_seconds = self._timed_jobs(1)[0]
+        self.result.baseline_seconds = round(self._timed_jobs(1)[0], 3)
         faults = threading.Thread(target=self._faults, name="chaos-faults")
         self.submitting.set()
         faults.start()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos.__main__ import CHAOS_WORKER_ENV
+from bench.chaos.__main__ import CHAOS_WORKER_ENV, own_environment
 from bench.chaos.driver import ChaosConfig, run
 from core.settings import Settings
 from emulators import stack as local_stack
@@ -23,18 +23,10 @@ from emulators.stack import RunningStack
 
 pytestmark = pytest.mark.chaos
 
-_FOREIGN = (
-    "GOOGLE_CLOUD_PROJECT",
-    "PUBSUB_EMULATOR_HOST",
-    "FIRESTORE_EMULATOR_HOST",
-    "STORAGE_EMULATOR_HOST",
-    "BOTO_CONFIG",
-)
-
 
 @pytest.fixture(scope="module")
 def environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("GPUPIPE_", "CLOUDSDK_")) and k not in _FOREIGN}
+    return own_environment(os.environ)
 
 
 @pytest.fixture(scope="module")

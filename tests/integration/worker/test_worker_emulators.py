@@ -152,6 +152,31 @@ def test_a_duplicate_message_makes_no_second_output_or_usage_record(
     assert backends.subscriber.pull(emulator_settings.names.jobs_subscription, 5, timeout=2) == []
 
 
+def test_duplicate_messages_to_two_workers_claim_each_job_once(
+    emulator_settings: Settings, backends: Backends, run_worker: Any
+) -> None:
+    """Three extra publishes per job right after the first, two workers taking one message at a
+    time: each job is claimed once (attempts == 1), written once and billed once, and no
+    transaction is left wedged on the emulator."""
+    runners = [FakeRunner(step_seconds=0.01), FakeRunner(step_seconds=0.01)]
+    for runner in runners:
+        run_worker(runner, max_outstanding_messages=2)
+    jobs = [create_job(backends.documents, emulator_settings) for _ in range(10)]
+    for job in jobs:
+        for _ in range(4):
+            publish(backends.publisher, emulator_settings, job)
+    for job in jobs:
+        wait_for(lambda job=job: status_of(backends, job.id) is JobStatus.SUCCEEDED, 90, "every job to succeed")
+    for job in jobs:
+        done = JobLedger(backends.documents).require(job.id)
+        assert done.attempts == 1, f"job {job.id} was claimed {done.attempts} times"
+        assert len(usage_records(backends.documents, job.id)) == 1
+        prefix = f"{job.user_id}/jobs/{job.id}/"
+        assert len(backends.blobs.list(emulator_settings.names.outputs_bucket, prefix)) == 1
+    ran = sorted(key for runner in runners for _, keys in runner.calls for key in keys)
+    assert ran == sorted(job.id for job in jobs)
+
+
 def test_cancel_during_a_50_step_job_stops_it_early(
     emulator_settings: Settings, backends: Backends, registered_runner: DiffusersRunner, run_worker: Any
 ) -> None:
@@ -238,7 +263,8 @@ def test_a_worker_killed_mid_job_leaves_it_to_a_second_worker(
     killed_at = time.monotonic()
     second, second_port, second_log = worker_process("--worker-id", "heir")
     try:
-        # About 50 s here: the heir requeues the job once the dead worker's heartbeat is stale.
+        # The dead worker's message comes back at its ack deadline (10 s) and is nacked until the
+        # job's heartbeat is stale (two lease extensions); the reconciler may requeue it first.
         wait_for(lambda: status_of(backends, job.id) is JobStatus.SUCCEEDED, 240, "the second worker to finish it")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- second worker log ---\n{second_log.read_text()[-4000:]}") from None
