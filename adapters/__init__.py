@@ -1,3 +1,3 @@
 """Ports (abstract interfaces) and their implementations: `gcp` (real clients, emulators
 included) and `memory` (in-process fakes for unit tests). Code outside this package imports
-`adapters.ports` only, never `google.cloud.*`."""
+`core.ports` only, never `google.cloud.*`."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from adapters.ports import BlobStore, DocumentStore, MessagingAdmin, Publisher, Subscriber, WebhookSender
+from core.ports import BlobStore, DocumentStore, MessagingAdmin, Publisher, Subscriber, WebhookSender
 from core.settings import Settings
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from adapters.ports import BackendUnavailable, WebhookSender
+from core.ports import BackendUnavailable, WebhookSender
 
 
 class HttpWebhookSender(WebhookSender):

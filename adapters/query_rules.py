@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.ports import Filter, Order
+from core.ports import Filter, Order
 
 
 def check_query(

@@ -91,9 +91,9 @@ def execute(
     """Run a parsed admin command. `backends` (an `adapters.factory.Backends`) replaces the
     ones the environment describes (tests)."""
     from adapters.factory import bootstrap
-    from adapters.ports import AdapterError
     from core.accounts import Accounts
     from core.errors import GpupipeError, NotFoundError
+    from core.ports import AdapterError
     from core.settings import Settings, SettingsError
 
     try:

@@ -40,7 +40,7 @@ from client.resources import Job
 from client.sdk import Client, upload_batch_file
 
 if TYPE_CHECKING:
-    from adapters.ports import BlobStore
+    from core.ports import BlobStore
 
 
 class Exit(IntEnum):

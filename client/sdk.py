@@ -42,7 +42,7 @@ from client.errors import (
 from client.resources import Batch, Job, JobPage, Model, Usage
 
 if TYPE_CHECKING:
-    from adapters.ports import BlobStore
+    from core.ports import BlobStore
     from core.settings import Settings
 
 __all__ = ["BatchUpload", "Client", "upload_batch_file"]
@@ -430,7 +430,7 @@ def upload_batch_file(
         blobs = bootstrap(settings).blobs
     stem = name or source.name.removesuffix(".jsonl")
     object_name = f"{user_id}/{stem}.jsonl"
-    from adapters.ports import AdapterError
+    from core.ports import AdapterError
 
     try:
         info = blobs.write(target_bucket, object_name, data, content_type="application/x-ndjson")

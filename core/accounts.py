@@ -15,9 +15,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from adapters.ports import AlreadyExists, DocumentStore, Filter
 from core import collections as c
 from core.errors import Conflict, FieldError, InvalidArgument, NotFoundError, Unauthenticated
+from core.ports import AlreadyExists, DocumentStore, Filter
 from core.settings import Settings
 from core.timeutil import utcnow
 from core.users import USER_ID_PATTERN, ApiKey, User, UserLimits, key_digest, key_matches, new_api_key, parse_key_id

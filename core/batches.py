@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from adapters.ports import AlreadyExists, BlobStore, DocumentStore, Filter
 from core.collections import BATCHES as BATCHES_COLLECTION
 from core.collections import JOBS as JOBS_COLLECTION
 from core.jobs import Job, derived_id
+from core.ports import AlreadyExists, BlobStore, DocumentStore, Filter
 from core.timeutil import rfc3339
 
 

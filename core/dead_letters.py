@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.ports import BlobStore, DocumentStore
 from core.batches import write_summary
 from core.errors import InvalidTransition, NotFoundError
 from core.jobs import Job, JobError, JobStatus
 from core.ledger import JobLedger, stale_after
+from core.ports import BlobStore, DocumentStore
 from core.reconciler import Reconciler
 from core.settings import Settings
 from core.timeutil import utcnow

@@ -14,7 +14,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from adapters.ports import BacklogReader, WorkerJobRunner
+from core.ports import BacklogReader, WorkerJobRunner
 
 log = logging.getLogger("gpupipe.dispatch")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from adapters.ports import Publisher
 from core.jobs import Job
+from core.ports import Publisher
 
 
 class NotAJobMessage(ValueError):

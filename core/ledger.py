@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.ports import DocumentStore, Filter, Order, Transaction
 from core import collections as c
 from core.batches import Batch, BatchStatus
 from core.errors import InvalidTransition, NotFoundError, ResourceExhausted
 from core.jobs import Job, JobStatus, can_transition
+from core.ports import DocumentStore, Filter, Order, Transaction
 from core.settings import Settings
 from core.timeutil import day_key, utcnow
 from core.users import User

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.ports import AlreadyExists, BlobStore, DocumentStore, NotFound, Transaction
 from core import collections as c
 from core.errors import Conflict, GpupipeError, InvalidArgument, NotFoundError
 from core.job_request import MODEL_NAME_PATTERN
+from core.ports import AlreadyExists, BlobStore, DocumentStore, NotFound, Transaction
 from core.timeutil import utcnow
 
 MANIFEST = "manifest.json"

@@ -34,13 +34,13 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from adapters.ports import AdapterError, BlobStore, DocumentStore, Publisher
 from core import execution
 from core.batches import write_summary
 from core.errors import InvalidTransition, NotFoundError
 from core.job_messages import publish_job
 from core.jobs import Job, JobStatus
 from core.ledger import JobLedger, stale_after
+from core.ports import AdapterError, BlobStore, DocumentStore, Publisher
 from core.settings import Settings
 from core.timeutil import utcnow
 

@@ -33,18 +33,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from adapters.ports import (
-    AdapterError,
-    AlreadyExists,
-    BackendUnavailable,
-    BlobStore,
-    DocumentStore,
-    Filter,
-    Order,
-    Publisher,
-    Transaction,
-    TransactionAborted,
-)
 from core import collections as c
 from core.batches import Batch, write_summary
 from core.errors import (
@@ -60,6 +48,18 @@ from core.job_messages import publish_job
 from core.job_request import validate_request
 from core.jobs import Job, JobError, JobStatus, derived_id, new_job_id, request_fingerprint
 from core.ledger import JobLedger
+from core.ports import (
+    AdapterError,
+    AlreadyExists,
+    BackendUnavailable,
+    BlobStore,
+    DocumentStore,
+    Filter,
+    Order,
+    Publisher,
+    Transaction,
+    TransactionAborted,
+)
 from core.settings import Settings
 from core.timeutil import day_key, utcnow
 from core.users import User

@@ -38,15 +38,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.ports import (
-    AdapterError,
-    AlreadyExists,
-    BackendUnavailable,
-    BlobStore,
-    DocumentStore,
-    Publisher,
-    Transaction,
-)
 from core import collections as c
 from core import json_input
 from core.batches import Batch, BatchStatus, batch_id_for, batch_job_id, batch_prefix, write_summary
@@ -55,6 +46,15 @@ from core.job_messages import publish_job
 from core.job_request import MAX_SEED, validate_request
 from core.jobs import Job, JobStatus
 from core.ledger import JobLedger
+from core.ports import (
+    AdapterError,
+    AlreadyExists,
+    BackendUnavailable,
+    BlobStore,
+    DocumentStore,
+    Publisher,
+    Transaction,
+)
 from core.settings import Settings
 from core.timeutil import rfc3339, utcnow
 from core.users import USER_ID_PATTERN, User

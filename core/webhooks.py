@@ -3,7 +3,7 @@
 `WebhookNotifier` is handed to `JobLedger(on_terminal=...)`, so every terminal transition
 (worker success or failure, cancel, dead letter) announces the job exactly when it commits,
 and only once (a duplicate finish does not change the job and calls nothing). Delivery runs on
-a small background pool with bounded retries (`adapters.ports.WebhookSender`); it never delays
+a small background pool with bounded retries (`core.ports.WebhookSender`); it never delays
 or fails the transition. It is best effort: a receiver that stays down misses the call, and
 `GET /v1/jobs/{id}` stays the source of truth.
 """
@@ -14,8 +14,8 @@ import concurrent.futures
 import logging
 from typing import Any
 
-from adapters.ports import AdapterError, BlobStore, WebhookSender
 from core.jobs import Job
+from core.ports import AdapterError, BlobStore, WebhookSender
 
 log = logging.getLogger(__name__)
 

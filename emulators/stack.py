@@ -58,7 +58,7 @@ from typing import Any
 
 import requests
 
-from adapters.ports import AdapterError, Filter
+from core.ports import AdapterError, Filter
 from core.settings import Settings
 from emulators import processes, suite, topology
 from emulators.errors import AlreadyRunning, NotRunning, StartupFailed, SuiteError

@@ -37,7 +37,7 @@ from typing import Any
 import requests
 
 from adapters.factory import Backends, bootstrap
-from adapters.ports import AdapterError
+from core.ports import AdapterError
 from core.settings import ENV_VARS, Settings
 from emulators import processes, topology
 from emulators.errors import AlreadyRunning, NotRunning, StartupFailed, StopFailed, SuiteError

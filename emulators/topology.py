@@ -19,7 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from adapters.ports import BlobStore, MessagingAdmin, SubscriptionSpec
+from core.ports import BlobStore, MessagingAdmin, SubscriptionSpec
 from core.settings import Names, resource_names
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "topology.yaml"

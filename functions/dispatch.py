@@ -24,9 +24,9 @@ import functions_framework
 import google.auth.exceptions
 import requests
 
-from adapters.ports import BackendUnavailable, BacklogReader, WorkerJobRunner
 from core.dispatch import Dispatcher, DispatchPolicy
 from core.logs import configure_logging
+from core.ports import BackendUnavailable, BacklogReader, WorkerJobRunner
 from core.settings import Settings
 
 log = logging.getLogger("gpupipe.dispatch")

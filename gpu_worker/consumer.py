@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from adapters.ports import (
+from core import execution
+from core.batches import Batch, write_summary
+from core.errors import ClaimHeld, ClaimLost, InvalidArgument, InvalidTransition, NotFoundError
+from core.execution import Claim
+from core.job_messages import NotAJobMessage, job_id_of
+from core.job_request import validate_request
+from core.jobs import CONTENT_TYPES, Job, JobOutput, JobStatus, image_seed, output_object_name
+from core.ledger import JobLedger, stale_after
+from core.ports import (
     AdapterError,
     AlreadyExists,
     BlobStore,
@@ -38,14 +46,6 @@ from adapters.ports import (
     StreamingPull,
     Subscriber,
 )
-from core import execution
-from core.batches import Batch, write_summary
-from core.errors import ClaimHeld, ClaimLost, InvalidArgument, InvalidTransition, NotFoundError
-from core.execution import Claim
-from core.job_messages import NotAJobMessage, job_id_of
-from core.job_request import validate_request
-from core.jobs import CONTENT_TYPES, Job, JobOutput, JobStatus, image_seed, output_object_name
-from core.ledger import JobLedger, stale_after
 from core.reconciler import Reconciler
 from core.settings import Settings
 from core.timeutil import utcnow

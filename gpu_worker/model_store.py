@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.ports import BlobStore, DocumentStore
 from core.errors import NotFoundError
 from core.model_registry import MANIFEST, ModelRegistry, build_manifest, content_version
+from core.ports import BlobStore, DocumentStore
 from core.settings import Environment, Settings
 from gpu_worker.errors import ConfigurationError
 

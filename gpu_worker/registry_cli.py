@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from adapters.ports import AdapterError
 from core.errors import GpupipeError
 from core.model_registry import ModelRegistry, ModelVersion
+from core.ports import AdapterError
 from core.settings import Settings, SettingsError
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.gcp.errors import translated
-from adapters.ports import WorkerJobRunner
+from core.ports import WorkerJobRunner
 
 
 class CloudRunWorkerJobs(WorkerJobRunner):

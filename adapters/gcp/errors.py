@@ -11,7 +11,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.auth import exceptions as auth_exc
 
-from adapters.ports import AlreadyExists, BackendUnavailable, NotFound, PreconditionFailed, TransactionAborted
+from core.ports import AlreadyExists, BackendUnavailable, NotFound, PreconditionFailed, TransactionAborted
 
 # What a retry may outlast: the backend is down, overloaded or slow.
 TRANSIENT: tuple[type[BaseException], ...] = (

@@ -22,8 +22,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from adapters.gcp.errors import bounded_retry, translated
-from adapters.ports import Document, DocumentStore, Filter, Order, Page, Transaction, TransactionAborted
 from adapters.query_rules import check_query
+from core.ports import Document, DocumentStore, Filter, Order, Page, Transaction, TransactionAborted
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from adapters.gcp.errors import translated
-from adapters.ports import BacklogReader
+from core.ports import BacklogReader
 
 METRIC = "pubsub.googleapis.com/subscription/num_undelivered_messages"
 

@@ -27,7 +27,7 @@ from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcT
 from google.pubsub_v1.types import DeadLetterPolicy, PushConfig, RetryPolicy, Subscription
 
 from adapters.gcp.errors import bounded_retry, translated
-from adapters.ports import (
+from core.ports import (
     BackendUnavailable,
     MessagingAdmin,
     Publisher,

@@ -16,7 +16,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 
 from adapters.gcp.errors import bounded_retry, translated
-from adapters.ports import AlreadyExists, BlobInfo, BlobStore, PreconditionFailed
+from core.ports import AlreadyExists, BlobInfo, BlobStore, PreconditionFailed
 
 # google-cloud-storage sends objects up to this size in one multipart request; larger ones
 # go resumable, where fake-gcs-server ignores `ifGenerationMatch` (an upstream bug).

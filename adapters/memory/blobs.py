@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from adapters.ports import AlreadyExists, BlobInfo, BlobStore, NotFound, PreconditionFailed
+from core.ports import AlreadyExists, BlobInfo, BlobStore, NotFound, PreconditionFailed
 
 
 @dataclass(frozen=True)

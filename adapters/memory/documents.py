@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from adapters.ports import (
+from adapters.query_rules import check_query
+from core.ports import (
     AlreadyExists,
     Document,
     DocumentStore,
@@ -28,8 +29,7 @@ from adapters.ports import (
     Page,
     TransactionAborted,
 )
-from adapters.ports import Transaction as TransactionPort
-from adapters.query_rules import check_query
+from core.ports import Transaction as TransactionPort
 
 T = TypeVar("T")
 Key = tuple[str, str]

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from adapters.ports import (
+from core.ports import (
     MessagingAdmin,
     NotFound,
     Publisher,

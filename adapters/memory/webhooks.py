@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.ports import BackendUnavailable, WebhookSender
+from core.ports import BackendUnavailable, WebhookSender
 
 
 class MemoryWebhookSender(WebhookSender):

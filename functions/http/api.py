@@ -12,11 +12,11 @@ from typing import Any
 
 import flask
 
-from adapters.ports import AdapterError
 from core import json_input
 from core.errors import FieldError, GpupipeError, InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 from core.jobs import Job
 from core.logs import trace_context
+from core.ports import AdapterError
 from core.submission import list_models
 from core.users import User
 from functions.http import errors

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.ports import AdapterError, BackendUnavailable, TransactionAborted
 from core import errors as e
+from core.ports import AdapterError, BackendUnavailable, TransactionAborted
 
 _STATUS: dict[type[e.GpupipeError], int] = {
     e.InvalidArgument: 400,

@@ -26,7 +26,7 @@ import requests
 
 from adapters.factory import bootstrap
 from adapters.memory import MemoryBackends
-from adapters.ports import (
+from core.ports import (
     BlobStore,
     DocumentStore,
     MessagingAdmin,

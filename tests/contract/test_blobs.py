@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.ports import AlreadyExists, NotFound, PreconditionFailed
+from core.ports import AlreadyExists, NotFound, PreconditionFailed
 from tests.contract.conftest import ContractBackend
 
 

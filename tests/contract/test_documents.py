@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.ports import AlreadyExists, Filter, NotFound, Order, Transaction
+from core.ports import AlreadyExists, Filter, NotFound, Order, Transaction
 from tests.contract.conftest import ContractBackend
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from adapters.ports import NotFound, ReceivedMessage
+from core.ports import NotFound, ReceivedMessage
 from tests.contract.conftest import MESSAGING_BACKENDS, ContractBackend, make_backend
 
 

@@ -29,7 +29,7 @@ def test_archive_has_a_root_main_exposing_every_target(tmp_path: Path) -> None:
     (imported,) = [node for node in tree.body if isinstance(node, ast.ImportFrom)]
     assert imported.module == "functions.main"
     assert {alias.name for alias in imported.names} == {"api", "on_upload", "on_dead_letter", "dispatch"}
-    assert {"functions/main.py", "functions/dispatch.py", "core/settings.py", "adapters/ports.py"} <= set(names)
+    assert {"functions/main.py", "functions/dispatch.py", "core/settings.py", "core/ports.py"} <= set(names)
     assert not any(n.startswith(("tests/", ".venv/", "gpu_worker/")) or "__pycache__" in n for n in names)
     assert "functions-framework==3.10.2" in requirements and "google-cloud-run==0.16.2" in requirements
     assert not any(r.startswith("torch") for r in requirements)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from adapters.factory import bootstrap
-from adapters.ports import ReceivedMessage, SubscriptionSpec
+from core.ports import ReceivedMessage, SubscriptionSpec
 from core.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -201,7 +201,7 @@ def test_emulator_push_subscription_delivers_uploads_to_the_function(services, o
     import time
     import uuid
 
-    from adapters.ports import SubscriptionSpec
+    from core.ports import SubscriptionSpec
 
     names = services.settings.names
     services.backends.messaging_admin.ensure_subscription(

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from adapters.factory import Backends, bootstrap
-from adapters.ports import SubscriptionSpec
 from core.model_registry import ModelRegistry, ModelVersion
+from core.ports import SubscriptionSpec
 from core.settings import Settings
 from emulators import topology
 from emulators.suite import RunningSuite

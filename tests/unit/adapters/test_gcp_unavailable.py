@@ -12,7 +12,7 @@ import pytest
 from adapters.gcp.firestore import FirestoreDocumentStore
 from adapters.gcp.pubsub import PubSubPublisher, PubSubSubscriber
 from adapters.gcp.storage import GcsBlobStore
-from adapters.ports import BackendUnavailable
+from core.ports import BackendUnavailable
 
 TIMEOUT = 1.5
 

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.memory import MemoryDocumentStore
 from adapters.memory.documents import ReadAfterWrite
-from adapters.ports import Transaction, TransactionAborted
+from core.ports import Transaction, TransactionAborted
 
 
 def test_a_write_between_read_and_commit_makes_the_transaction_run_again() -> None:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from adapters.memory import MemoryPubSub
-from adapters.ports import NotFound, ReceivedMessage, SubscriptionSpec
+from core.ports import NotFound, ReceivedMessage, SubscriptionSpec
 
 
 def _hub(backoff_scale: float = 0.01) -> MemoryPubSub:

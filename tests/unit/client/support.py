@@ -18,10 +18,10 @@ import httpx
 from flask import Flask
 
 from adapters.memory import MemoryBackends
-from adapters.ports import NotFound as BlobNotFound
 from core.accounts import Accounts
 from core.jobs import CONTENT_TYPES, JobOutput, JobStatus, output_object_name
 from core.ledger import JobLedger
+from core.ports import NotFound as BlobNotFound
 from core.settings import Settings
 from core.users import UserLimits
 

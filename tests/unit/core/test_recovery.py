@@ -171,7 +171,7 @@ def test_a_job_that_used_up_its_attempts_is_failed_not_redelivered(
 def test_one_unreadable_job_does_not_stop_the_sweep(
     memory_backends: MemoryBackends, memory_settings: Settings, now: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters.ports import TransactionAborted
+    from core.ports import TransactionAborted
 
     jobs = [create_job(memory_backends.documents, memory_settings) for _ in range(3)]
     wedged = jobs[1].id

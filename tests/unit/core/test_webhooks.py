@@ -14,10 +14,10 @@ import pytest
 
 from adapters.http_webhooks import HttpWebhookSender
 from adapters.memory import MemoryBlobStore, MemoryDocumentStore, MemoryWebhookSender
-from adapters.ports import BackendUnavailable
 from core import collections as c
 from core.jobs import Job, JobStatus
 from core.ledger import JobLedger
+from core.ports import BackendUnavailable
 from core.webhooks import WebhookNotifier
 
 NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)

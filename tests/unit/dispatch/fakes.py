@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.ports import BackendUnavailable, BacklogReader, WorkerJobRunner
+from core.ports import BackendUnavailable, BacklogReader, WorkerJobRunner
 
 
 class FakeBacklog(BacklogReader):

@@ -13,7 +13,7 @@ from google.longrunning import operations_pb2
 
 from adapters.gcp.cloudrun_jobs import CloudRunWorkerJobs
 from adapters.gcp.monitoring import METRIC, MonitoringBacklogReader
-from adapters.ports import BackendUnavailable
+from core.ports import BackendUnavailable
 
 JOB = "projects/p1/locations/us-central1/jobs/gpupipe-stg-worker"
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from adapters.memory import MemoryBackends, MemoryDocumentStore
-from adapters.ports import BackendUnavailable
 from core import collections as c
 from core.jobs import JobStatus
 from core.ledger import JobLedger
+from core.ports import BackendUnavailable
 from functions import wiring
 from functions.http import schemas
 from tests.unit.functions.conftest import Caller, new_caller

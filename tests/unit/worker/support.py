@@ -11,13 +11,13 @@ from typing import Any
 
 from PIL import Image
 
-from adapters.ports import DocumentStore, Publisher, Transaction
 from core import collections as c
 from core.batches import Batch, BatchStatus
 from core.job_messages import job_message
 from core.job_request import validate_request
 from core.jobs import Job, JobStatus, new_job_id
 from core.ledger import JobLedger
+from core.ports import DocumentStore, Publisher, Transaction
 from core.settings import Settings
 from core.timeutil import utcnow
 from core.users import User, UserLimits

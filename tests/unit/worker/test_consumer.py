@@ -16,11 +16,11 @@ import pytest
 
 from adapters.memory import MemoryBackends
 from adapters.memory.documents import MemoryDocumentStore
-from adapters.ports import StreamingPull, Subscriber
 from core import collections as c
 from core import execution
 from core.jobs import JobStatus, output_object_name
 from core.ledger import JobLedger
+from core.ports import StreamingPull, Subscriber
 from core.settings import Settings
 from core.timeutil import utcnow
 from gpu_worker.consumer import Worker

@@ -1,4 +1,5 @@
-"""The ports gpupipe's core and entry points depend on.
+"""The ports gpupipe's core and entry points depend on. They belong to the core: `core` imports
+nothing from `adapters`, and the adapters implement these (entry points -> core -> ports <- adapters).
 
 Each port has one GCP implementation (`adapters.gcp`, which also serves the emulators) and one
 in-memory fake (`adapters.memory`). Both pass the same contract suite
