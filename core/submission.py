@@ -12,42 +12,41 @@ Submitting a job:
 3. count the request in the user's per-minute window (a document shared by every instance);
 4. admit: check and reserve the concurrency and daily-image limits and create the job, in one
    transaction (`JobLedger.admit`);
-5. publish the job message. Publishing is retried a bounded number of times. If it still
-   fails, the job is failed through the ledger with `error.code = "unavailable"` (releasing its
-   quota, recording zero images) and the caller gets `Unavailable` (503). A retry with the same
-   `Idempotency-Key` then returns that failed job, so clients should submit again with a new key.
-   If the process dies between admission and publish, the job stays queued with no message:
-   the reconciler (`core.reconciler`) publishes it once it has waited `queued_after_seconds`.
+5. publish the job message (the publisher adapter retries transient errors, bounded by
+   `publish_timeout`). If it still fails, the job is failed through the ledger with
+   `error.code = "unavailable"` (releasing its quota, recording zero images) and the caller
+   gets `Unavailable` (503). A retry with the same `Idempotency-Key` then returns that failed
+   job, so clients should submit again with a new key. If the process dies between admission
+   and publish, the job stays queued with no message: the reconciler (`core.reconciler`)
+   publishes it once it has waited `queued_after_seconds`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
-import json
 import logging
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from core import collections as c
 from core.batches import Batch, write_summary
+from core.claims import create_claim
 from core.errors import (
     Conflict,
     FieldError,
     InvalidArgument,
     InvalidTransition,
     NotFoundError,
-    ResourceExhausted,
     Unavailable,
 )
 from core.job_messages import publish_job
 from core.job_request import validate_request
 from core.jobs import Job, JobError, JobStatus, derived_id, new_job_id, request_fingerprint
+from core.keyed_locks import KeyedLocks
 from core.ledger import JobLedger
+from core.page_tokens import decode_token, encode_token
+from core.polling import poll
 from core.ports import (
     AdapterError,
     AlreadyExists,
@@ -60,8 +59,10 @@ from core.ports import (
     Transaction,
     TransactionAborted,
 )
+from core.rate_limits import count_request
 from core.settings import Settings
-from core.timeutil import day_key, utcnow
+from core.timeutil import utcnow
+from core.usage import usage_summary
 from core.users import User
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,6 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 PUBLISH_UNAVAILABLE = "unavailable"
-RATE_WINDOW_TTL = dt.timedelta(hours=1)
 CLAIM_TTL = dt.timedelta(days=1)
 
 
@@ -96,8 +96,7 @@ class JobService:
         *,
         blobs: BlobStore,
         clock: Callable[[], dt.datetime] = utcnow,
-        publish_timeout: float = 5.0,
-        publish_attempts: int = 3,
+        publish_timeout: float = 10.0,
         claim_wait_seconds: float = 15.0,
         admission_wait_seconds: float = 20.0,
         on_queued: Callable[[int], None] | None = None,
@@ -113,10 +112,9 @@ class JobService:
         self._ledger = JobLedger(documents, clock=clock, on_terminal=on_terminal)
         self._clock = clock
         self._publish_timeout = publish_timeout
-        self._publish_attempts = publish_attempts
         self._claim_wait_seconds = claim_wait_seconds
         self._admission_wait_seconds = admission_wait_seconds
-        self._user_locks = _KeyedLocks()
+        self._user_locks = KeyedLocks()
 
     # ------------------------------------------------------------------ submit
     def submit(self, user: User, body: Any, *, idempotency_key: str | None = None) -> Submitted:
@@ -132,7 +130,7 @@ class JobService:
             job_id = new_job_id()
 
         self._check_model(request.get("model"))
-        self._count_request(user)
+        count_request(self._documents, user, self._clock())
         now = self._clock()
         job = Job(
             id=job_id,
@@ -207,30 +205,25 @@ class JobService:
             # derived id, so the claim may be deleted by Firestore's TTL after a day.
             "expires_at": job.created_at + CLAIM_TTL,
         }
-        try:
-            self._documents.create(c.IDEMPOTENCY, job.id, claim)
-            return True
-        except AlreadyExists:
-            held = self._documents.get(c.IDEMPOTENCY, job.id)
-            if held is not None and held.get("request_hash") != job.request_hash:
-                raise _idempotency_conflict() from None
-            return False
+        held = create_claim(self._documents, c.IDEMPOTENCY, job.id, claim)
+        if held is not None and held and held.get("request_hash") != job.request_hash:
+            raise _idempotency_conflict()
+        return held is None
 
     def _wait_for_claimed_job(self, job: Job) -> Job | None:
         """Bounded wait for the request holding the key to create its job. None when the holder
         gave the key up or went silent: then this request admits the job itself, which is safe
         because the job id is fixed by the key and creation is create-only."""
-        deadline = time.monotonic() + self._claim_wait_seconds
-        delay = 0.05
-        while time.monotonic() < deadline:
+        released = object()
+
+        def created_or_released() -> Job | object | None:
             existing = self._ledger.get(job.id)
             if existing is not None:
                 return existing
-            if self._documents.get(c.IDEMPOTENCY, job.id) is None:
-                return None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-        return None
+            return released if self._documents.get(c.IDEMPOTENCY, job.id) is None else None
+
+        found = poll(created_or_released, timeout=self._claim_wait_seconds)
+        return found if isinstance(found, Job) else None
 
     def _check_model(self, name: str | None) -> None:
         """Workers of a deployment serve one model (`GPUPIPE_DEFAULT_MODEL`, the workers'
@@ -244,41 +237,15 @@ class JobService:
                 [FieldError("model", f"this deployment serves only {served!r}, got {name!r}")],
             )
 
-    def _count_request(self, user: User) -> None:
-        """Fixed one-minute window per user, counted in a shared document so every instance
-        sees the same count. Increment-then-read never under-counts under concurrency."""
-        now = self._clock()
-        window = int(now.timestamp()) // 60
-        doc_id = f"{user.id}_{window}"
-        self._documents.increment(c.RATE_WINDOWS, doc_id, {"count": 1})
-        count = int((self._documents.get(c.RATE_WINDOWS, doc_id) or {}).get("count", 0))
-        if count == 1:
-            # The window's first request marks it for Firestore's TTL deletion (terraform firestore module).
-            self._documents.update(c.RATE_WINDOWS, doc_id, {"expires_at": now + RATE_WINDOW_TTL})
-        if count > user.limits.requests_per_minute:
-            retry_after = 60 - int(now.timestamp()) % 60
-            raise ResourceExhausted(
-                f"rate limit reached: {user.limits.requests_per_minute} submissions per minute",
-                retry_after_seconds=max(1, retry_after),
-            )
-
     def _publish(self, job: Job) -> None:
-        last_error: AdapterError | None = None
-        for attempt in range(self._publish_attempts):
-            try:
-                publish_job(self._publisher, self._settings.names.jobs_topic, job, timeout=self._publish_timeout)
-                return
-            except AdapterError as exc:
-                last_error = exc
-                log.warning(
-                    "publishing job message failed (attempt %d of %d): %s",
-                    attempt + 1,
-                    self._publish_attempts,
-                    exc,
-                    extra={"job_id": job.id, "user_id": job.user_id},
-                )
-                if attempt + 1 < self._publish_attempts:
-                    time.sleep(min(0.2 * 2**attempt, 1.0))
+        """Publish the job's message. The publisher retries transient errors itself (bounded by
+        `publish_timeout`); if it still fails, the job is failed here so it cannot sit queued."""
+        try:
+            publish_job(self._publisher, self._settings.names.jobs_topic, job, timeout=self._publish_timeout)
+            return
+        except AdapterError as exc:
+            error = exc
+            log.warning("publishing the job message failed: %s", exc, extra={"job_id": job.id, "user_id": job.user_id})
         message = (
             "the job could not be queued because the message service is unavailable; "
             "it was not run and not billed: submit it again"
@@ -291,7 +258,7 @@ class JobService:
             self._ledger.transition(job.id, JobStatus.FAILED, record)
         except AdapterError:
             log.exception("could not fail an unpublished job", extra={"job_id": job.id, "user_id": job.user_id})
-        raise Unavailable(f"could not queue job {job.id}: {last_error}", retry_after_seconds=10)
+        raise Unavailable(f"could not queue job {job.id}: {error}", retry_after_seconds=10)
 
     # ------------------------------------------------------------------ reads
     def get(self, user: User, job_id: str) -> Job:
@@ -318,12 +285,12 @@ class JobService:
             raise InvalidArgument(
                 "invalid page size", [FieldError("page_size", f"must be from 1 to {MAX_PAGE_SIZE}, got {size}")]
             )
-        cursor = _decode_token(page_token, user.id, status) if page_token else None
+        cursor = decode_token(page_token, user.id, status) if page_token else None
         page = self._documents.query(
             c.JOBS, where=where, order_by=[Order("created_at", descending=True)], limit=size, start_after=cursor
         )
         jobs = [Job.from_document(d.id, d.data) for d in page.documents]
-        token = _encode_token(page.cursor, user.id, status) if page.cursor is not None else None
+        token = encode_token(page.cursor, user.id, status) if page.cursor is not None else None
         return JobPage(jobs, token)
 
     def cancel(self, user: User, job_id: str) -> Job:
@@ -347,37 +314,8 @@ class JobService:
         return Batch.from_document(batch_id, doc)
 
     def usage(self, user: User) -> dict[str, Any]:
-        """The caller's totals over their usage records (one per terminal job), today's share,
-        and where they stand against their limits now."""
-        now = self._clock()
-        today = day_key(now)
-        totals = {"jobs": 0, "images": 0, "gpu_seconds": 0.0, "steps": 0}
-        by_status = {s.value: 0 for s in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)}
-        day = {"jobs": 0, "images": 0, "gpu_seconds": 0.0}
-        for doc in self._documents.iterate(c.USAGE, where=[Filter("user_id", "==", user.id)]):
-            record = doc.data
-            images = int(record.get("images", 0))
-            gpu = float(record.get("gpu_seconds") or 0.0)
-            totals["jobs"] += 1
-            totals["images"] += images
-            totals["gpu_seconds"] += gpu
-            totals["steps"] += int(record.get("steps", 0)) * max(images, 0)
-            if record.get("status") in by_status:
-                by_status[record["status"]] += 1
-            if record.get("day") == today:
-                day["jobs"] += 1
-                day["images"] += images
-                day["gpu_seconds"] += gpu
-        quota = self._documents.get(c.QUOTAS, user.id) or {}
-        return {
-            **totals,
-            "gpu_seconds": round(float(totals["gpu_seconds"]), 3),
-            "by_status": by_status,
-            "today": {**day, "date": today, "gpu_seconds": round(float(day["gpu_seconds"]), 3)},
-            "active_jobs": int(quota.get("active_jobs", 0)),
-            "daily_images_reserved": int(quota.get("day_images", 0)) if quota.get("day") == today else 0,
-            "limits": dataclasses.asdict(user.limits),
-        }
+        """The caller's totals, today's share and where they stand against their limits now."""
+        return usage_summary(self._documents, user, self._clock())
 
 
 def list_models(documents: DocumentStore) -> list[dict[str, Any]]:
@@ -388,46 +326,6 @@ def list_models(documents: DocumentStore) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- helpers
-class _KeyedLocks:
-    """One lock per key, dropped again when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, _CountedLock] = {}
-
-    def lock_for(self, key: str) -> _CountedLock:
-        with self._guard:
-            lock = self._locks.get(key)
-            if lock is None:
-                lock = self._locks[key] = _CountedLock(self, key)
-            lock.users += 1
-            return lock
-
-    def _done(self, lock: _CountedLock) -> None:
-        with self._guard:
-            lock.users -= 1
-            if lock.users == 0:
-                self._locks.pop(lock.key, None)
-
-
-class _CountedLock:
-    def __init__(self, owner: _KeyedLocks, key: str) -> None:
-        self._owner = owner
-        self._lock = threading.Lock()
-        self.key = key
-        self.users = 0
-
-    def acquire(self, timeout: float) -> bool:
-        if self._lock.acquire(timeout=timeout):
-            return True
-        self._owner._done(self)
-        return False
-
-    def release(self) -> None:
-        self._lock.release()
-        self._owner._done(self)
-
-
 def _same_request(job: Job, fingerprint: str) -> Job:
     if job.request_hash != fingerprint:
         raise _idempotency_conflict()
@@ -449,32 +347,6 @@ def _check_idempotency_key(key: str) -> None:
 def _plausible_id(value: str) -> bool:
     # Document ids cannot contain "/" and are bounded; anything else cannot name a stored object.
     return 0 < len(value) <= 200 and "/" not in value and value not in (".", "..") and not value.startswith("__")
-
-
-def _encode_token(cursor: tuple[Any, ...], user_id: str, status: str | None) -> str:
-    values = [{"t": v.isoformat()} if isinstance(v, dt.datetime) else v for v in cursor]
-    payload = json.dumps({"c": values, "u": user_id, "s": status}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, user_id: str, status: str | None) -> tuple[Any, ...]:
-    bad = InvalidArgument("invalid page token", [FieldError("page_token", "is not a token this listing returned")])
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise bad from None
-    if not isinstance(payload, Mapping) or payload.get("u") != user_id or payload.get("s") != status:
-        raise bad
-    values = payload.get("c")
-    if not isinstance(values, list) or len(values) != 2:
-        raise bad
-    try:
-        decoded = [dt.datetime.fromisoformat(v["t"]) if isinstance(v, Mapping) else v for v in values]
-    except (KeyError, TypeError, ValueError):
-        raise bad from None
-    if not isinstance(decoded[0], dt.datetime) or not isinstance(decoded[1], str):
-        raise bad
-    return tuple(decoded)
 
 
 __all__ = ["BackendUnavailable", "JobPage", "JobService", "Submitted", "list_models"]

@@ -26,24 +26,20 @@ published, the rest are admitted, and the batch completes once.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
 import datetime as dt
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from core import collections as c
-from core import json_input
 from core.batches import Batch, BatchStatus, batch_id_for, batch_job_id, batch_prefix, write_summary
-from core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from core.claims import Lease, LeaseClaims
+from core.errors import ResourceExhausted
 from core.job_messages import publish_job
-from core.job_request import MAX_SEED, validate_request
+from core.job_request import MAX_SEED
 from core.jobs import Job, JobStatus
 from core.ledger import JobLedger
 from core.ports import (
@@ -56,52 +52,12 @@ from core.ports import (
     Transaction,
 )
 from core.settings import Settings
+from core.storage_events import FINALIZE, MalformedNotification, StorageNotification, decode_message_data
 from core.timeutil import rfc3339, utcnow
+from core.upload_lines import Line, Rejected, parse_lines
 from core.users import USER_ID_PATTERN, User
 
 log = logging.getLogger(__name__)
-
-FINALIZE = "OBJECT_FINALIZE"
-
-
-class MalformedNotification(ValueError):
-    """The message is not a Cloud Storage notification; retrying cannot help."""
-
-
-@dataclass(frozen=True)
-class StorageNotification:
-    """The parts of a Cloud Storage Pub/Sub notification the trigger needs."""
-
-    bucket: str
-    name: str
-    generation: str
-    event_type: str
-
-    @property
-    def uri(self) -> str:
-        return f"gs://{self.bucket}/{self.name}"
-
-    @classmethod
-    def from_message(cls, attributes: Mapping[str, str], data: bytes) -> StorageNotification:
-        """From a notification message: the attributes (`bucketId`, `objectId`,
-        `objectGeneration`, `eventType`) with the JSON object resource in the data as fallback."""
-        resource: Mapping[str, Any] = {}
-        if data:
-            try:
-                decoded = json.loads(data)
-                resource = decoded if isinstance(decoded, Mapping) else {}
-            except (ValueError, UnicodeDecodeError):
-                resource = {}
-        bucket = attributes.get("bucketId") or resource.get("bucket")
-        name = attributes.get("objectId") or resource.get("name")
-        generation = attributes.get("objectGeneration") or resource.get("generation")
-        event_type = attributes.get("eventType")
-        missing = [k for k, v in (("bucketId", bucket), ("objectId", name), ("eventType", event_type)) if not v]
-        if missing:
-            raise MalformedNotification(f"not a storage notification: missing {', '.join(missing)}")
-        if not generation and event_type == FINALIZE:
-            raise MalformedNotification("not a storage notification: missing objectGeneration")
-        return cls(str(bucket), str(name), str(generation or ""), str(event_type))
 
 
 @dataclass(frozen=True)
@@ -112,42 +68,6 @@ class UploadOutcome:
     reason: str | None = None
     jobs: int = 0
     errors: int = 0
-
-
-@dataclass(frozen=True)
-class _Line:
-    number: int
-    request: dict[str, Any] | None
-    error: dict[str, Any] | None
-
-
-class _Rejected(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class _ClaimRenewal:
-    """Renews one ingestion's claim every `every` seconds, telling waiting deliveries it is alive."""
-
-    def __init__(self, documents: DocumentStore, batch_id: str, every: float, clock: Callable[[], dt.datetime]) -> None:
-        self._documents = documents
-        self._batch_id = batch_id
-        self._every = every
-        self._clock = clock
-        self._renewed_at = time.monotonic()
-
-    def due(self) -> None:
-        if time.monotonic() - self._renewed_at < self._every:
-            return
-        self._documents.update(c.IDEMPOTENCY, self._batch_id, {"claimed_at": self._clock()})
-        self._renewed_at = time.monotonic()
-
-
-def _claim_document(now: dt.datetime) -> dict[str, Any]:
-    # Replays after the claim's TTL deletion still create nothing: job and batch ids are derived.
-    return {"state": "ingesting", "claimed_at": now, "expires_at": now + dt.timedelta(days=7)}
 
 
 class UploadTrigger:
@@ -174,10 +94,9 @@ class UploadTrigger:
         self._ledger = JobLedger(documents, clock=clock)
         self._clock = clock
         lease = settings.recovery.upload_claim_lease_seconds if claim_lease_seconds is None else claim_lease_seconds
-        self._claim_lease_seconds = lease
         # Long enough for a claim whose holder died to lapse, so the waiting delivery takes it over.
         wait = max(30.0, 2 * lease) if duplicate_wait_seconds is None else duplicate_wait_seconds
-        self._duplicate_wait_seconds = wait
+        self._claims = LeaseClaims(documents, c.IDEMPOTENCY, lease_seconds=lease, wait_seconds=wait, clock=clock)
 
         self._publish_timeout = publish_timeout
 
@@ -199,27 +118,29 @@ class UploadTrigger:
         user = self._user(user_id)
         try:
             if user is None:
-                raise _Rejected("unknown_user", f"there is no user {user_id!r}: upload under your own user id")
+                raise Rejected("unknown_user", f"there is no user {user_id!r}: upload under your own user id")
             if not path.endswith(".jsonl"):
-                raise _Rejected("invalid_argument", "only files named *.jsonl become batches")
+                raise Rejected("invalid_argument", "only files named *.jsonl become batches")
             data = self._read(event)
             if data is None:
                 return UploadOutcome("ignored", batch_id, reason="stale generation")
-            lines = self._parse(data)
-        except _Rejected as rejected:
+            lines = parse_lines(data, self._limits)
+        except Rejected as rejected:
             self._reject(user, user_id, batch_id, event, rejected)
             log.warning("upload %s rejected: %s", event.uri, rejected.message, extra=context)
             return UploadOutcome("rejected", batch_id, reason=rejected.code)
 
-        if not self._claim(batch_id):
+        lease = self._claims.acquire(batch_id)
+        if lease is None:
             log.info("upload %s was already ingested", event.uri, extra=context)
             return UploadOutcome("duplicate", batch_id)
         try:
-            outcome = self._ingest(user, batch_id, event, lines)
+            outcome = self._ingest(user, batch_id, event, lines, lease)
         except BaseException:
-            self._release_claim(batch_id)
+            if not lease.fail():
+                log.warning("could not release the ingestion claim", extra=context)
             raise
-        self._finish_claim(batch_id)
+        lease.finish()
         log.info(
             "upload %s became batch with %d jobs, %d errors",
             event.uri,
@@ -248,94 +169,16 @@ class UploadTrigger:
             log.info("ignoring %s generation %s: the object is gone or newer", event.uri, event.generation)
             return None
         if info.size > limit:
-            raise _Rejected("payload_too_large", f"the file is {info.size} bytes; the limit is {limit}")
+            raise Rejected("payload_too_large", f"the file is {info.size} bytes; the limit is {limit}")
         data = self._blobs.read(event.bucket, event.name, max_bytes=limit + 1)
         if len(data) > limit:
-            raise _Rejected("payload_too_large", f"the file is larger than the limit of {limit} bytes")
+            raise Rejected("payload_too_large", f"the file is larger than the limit of {limit} bytes")
         return data
 
-    def _parse(self, data: bytes) -> list[_Line]:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _Rejected("invalid_encoding", f"the file is not UTF-8 (byte {exc.start})") from None
-        raw_lines = [(n, raw.strip()) for n, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1)]
-        raw_lines = [(n, raw) for n, raw in raw_lines if raw]
-        if not raw_lines:
-            raise _Rejected("invalid_argument", "the file has no job lines")
-        if len(raw_lines) > self._limits.max_upload_lines:
-            raise _Rejected(
-                "payload_too_large",
-                f"the file has {len(raw_lines)} lines; the limit is {self._limits.max_upload_lines}",
-            )
-        lines: list[_Line] = []
-        for number, raw in raw_lines:
-            try:
-                decoded = json_input.loads(raw)
-            except ValueError as exc:
-                lines.append(
-                    _Line(number, None, _error("invalid_argument", "the line is not JSON", "(line)", str(exc)))
-                )
-                continue
-            try:
-                request = validate_request(decoded, self._limits, choose_seed=False)
-            except InvalidArgument as exc:
-                lines.append(_Line(number, None, _invalid(exc)))
-                continue
-            lines.append(_Line(number, request, None))
-        if all(line.error is not None and line.error.get("json") is False for line in lines):
-            raise _Rejected("invalid_argument", "no line of the file is JSON: expected one JSON object per line")
-        return [dataclasses.replace(line, error=_public_error(line.error)) for line in lines]
-
-    # ------------------------------------------------------------------ claim
-    def _claim(self, batch_id: str) -> bool:
-        """True when this delivery should ingest; False when another already did."""
-        deadline = time.monotonic() + self._duplicate_wait_seconds
-        delay = 0.05
-        while True:
-            try:
-                self._documents.create(c.IDEMPOTENCY, batch_id, _claim_document(self._clock()))
-                return True
-            except AlreadyExists:
-                pass
-            claim = self._documents.get(c.IDEMPOTENCY, batch_id)
-            if claim is None:
-                continue  # released between our create and read: try again
-            if claim.get("state") == "done":
-                return False
-            if self._take_over(batch_id):
-                return True
-            if time.monotonic() >= deadline:
-                raise Unavailable(f"batch {batch_id} is being ingested by another delivery; retry later", 30)
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    def _take_over(self, batch_id: str) -> bool:
-        """Take a claim whose holder failed or has been silent longer than the lease."""
-
-        def run(tx: Transaction) -> bool:
-            claim = tx.get(c.IDEMPOTENCY, batch_id)
-            if claim is None or claim.get("state") == "done":
-                return False
-            age = (self._clock() - claim["claimed_at"]).total_seconds()
-            if claim.get("state") != "failed" and age < self._claim_lease_seconds:
-                return False
-            tx.set(c.IDEMPOTENCY, batch_id, _claim_document(self._clock()))
-            return True
-
-        return self._documents.transaction(run)
-
-    def _release_claim(self, batch_id: str) -> None:
-        try:
-            self._documents.update(c.IDEMPOTENCY, batch_id, {"state": "failed"})
-        except AdapterError:
-            log.warning("could not release the ingestion claim", extra={"batch_id": batch_id})
-
-    def _finish_claim(self, batch_id: str) -> None:
-        self._documents.update(c.IDEMPOTENCY, batch_id, {"state": "done", "done_at": self._clock()})
-
     # ------------------------------------------------------------------ ingesting
-    def _ingest(self, user: User, batch_id: str, event: StorageNotification, lines: list[_Line]) -> UploadOutcome:
+    def _ingest(
+        self, user: User, batch_id: str, event: StorageNotification, lines: list[Line], lease: Lease
+    ) -> UploadOutcome:
         now = self._clock()
         valid = [line for line in lines if line.request is not None]
         errors = [{"line": line.number, "error": line.error} for line in lines if line.error is not None]
@@ -357,10 +200,9 @@ class UploadTrigger:
             pass  # a delivery before us got this far
         queued: list[Job] = []
         admitted = 0
-        renewal = _ClaimRenewal(self._documents, batch_id, self._claim_lease_seconds / 3, self._clock)
         for line in valid:
             assert line.request is not None
-            renewal.due()
+            lease.renew_if_due()
             job = self._job(user, batch_id, line.number, line.request, now)
             try:
                 current = self._admit(user, job)
@@ -371,7 +213,7 @@ class UploadTrigger:
             if current.status is JobStatus.QUEUED:
                 queued.append(current)
         for job in queued:
-            renewal.due()
+            lease.renew_if_due()
             self._publish(job)
         if queued and self._on_queued is not None:
             self._on_queued(len(queued))
@@ -454,7 +296,7 @@ class UploadTrigger:
 
     # ------------------------------------------------------------------ rejecting
     def _reject(
-        self, user: User | None, user_id: str, batch_id: str, event: StorageNotification, rejected: _Rejected
+        self, user: User | None, user_id: str, batch_id: str, event: StorageNotification, rejected: Rejected
     ) -> None:
         now = self._clock()
         bucket = self._settings.names.outputs_bucket
@@ -487,31 +329,8 @@ class UploadTrigger:
                 pass
 
 
-def decode_message_data(data: str | bytes | None) -> bytes:
-    """Pub/Sub message data as delivered in a push body or CloudEvent (base64 text)."""
-    if not data:
-        return b""
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedNotification("message data is not base64") from None
-
-
-def _error(code: str, message: str, field: str, detail: str) -> dict[str, Any]:
-    return {"code": code, "message": message, "details": [{"field": field, "message": detail}], "json": False}
-
-
-def _invalid(exc: InvalidArgument) -> dict[str, Any]:
-    return {"code": exc.code, "message": exc.message, "details": [d.as_dict() for d in exc.details]}
-
-
-def _public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {k: v for k, v in error.items() if k != "json"}
-
-
 __all__ = [
+    "FINALIZE",
     "MalformedNotification",
     "StorageNotification",
     "UploadOutcome",
