@@ -22,7 +22,10 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from client.context import Context
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -62,7 +65,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     _limit_options(limits)
     _json_option(limits)
 
-    admin.set_defaults(func=_run_from_process)
     return admin
 
 
@@ -76,8 +78,9 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _run_from_process(args: argparse.Namespace) -> int:
-    return execute(args, os.environ, sys.stdout, sys.stderr)
+def handle(ctx: Context) -> int:
+    """Run `gpupipe admin ...` (registered by `client.command_parser`) with its context."""
+    return execute(ctx.args, ctx.environ, ctx.stdout, ctx.stderr)
 
 
 def execute(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -458,12 +455,14 @@ def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
     assert stream.getvalue().endswith("\n")
 
 
-# --------------------------------------------------------------------------- mounted command groups
-def test_admin_commands_are_mounted(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # `gpupipe admin` (client/admin.py) reads the process environment itself; memory backends here.
-    monkeypatch.setenv("GPUPIPE_ENV", "test")
+# --------------------------------------------------------------------------- admin and registry groups
+def test_admin_commands_run_with_the_environment_main_passes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Memory backends come from GPUPIPE_ENV=test in the environment given to `run`, not the process's.
+    monkeypatch.delenv("GPUPIPE_ENV", raising=False)
 
-    code = cli.run(["admin", "create-user", "erin", "--json"], {})
+    code = cli.run(["admin", "create-user", "erin", "--json"], {"GPUPIPE_ENV": "test"})
 
     out = capsys.readouterr().out
     assert code == 0
@@ -471,66 +470,38 @@ def test_admin_commands_are_mounted(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert set(created) == {"user_id", "api_key"} and created["api_key"].startswith("gp_")
 
 
-def _registry_module(shape: str) -> types.ModuleType:
-    """A stand-in for gpu_worker/registry_cli.py in each shape `register(subparsers)` may take:
-    adding the `models` group itself, or adding its sub-commands directly."""
-    module = types.ModuleType("gpu_worker.registry_cli")
-
-    def promote(args: argparse.Namespace) -> int:
-        print(f"promoted {args.name} {args.version}")
-        return 0
-
-    def register(subparsers: Any) -> None:
-        if shape == "group":
-            group = subparsers.add_parser("models", help="manage registered models")
-            commands = group.add_subparsers(dest="registry_command", required=True)
-        else:
-            commands = subparsers
-        command = commands.add_parser("promote", help="make a version the active one")
-        command.add_argument("name")
-        command.add_argument("version")
-        command.set_defaults(func=promote)
-
-    module.register = register  # type: ignore[attr-defined]
-    return module
-
-
-@pytest.mark.parametrize("shape", ["group", "commands"])
-def test_model_registry_commands_mount_under_models_which_still_lists_by_itself(
-    shape: str,
-    gpupipe: Gpupipe,
-    stack: Stack,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+def test_models_alone_lists_through_the_api_and_with_a_command_runs_the_registry(
+    gpupipe: Gpupipe, stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "gpu_worker.registry_cli", _registry_module(shape))
+    monkeypatch.delenv("GPUPIPE_ENV", raising=False)
     stack.memory.documents.set("models", "tiny-sd", {"active_version": "v1", "versions": {"v1": {}}})
 
     listed = gpupipe("models", "--json")
-    promoted = gpupipe("models", "promote", "tiny-sd", "v2")
+    registry_code = cli.run(["models", "list", "--json"], {"GPUPIPE_ENV": "test"})
 
     assert listed.code == 0 and listed.json()["models"][0]["name"] == "tiny-sd"
-    assert promoted.code == 0
-    assert capsys.readouterr().out == "promoted tiny-sd v2\n"
+    assert registry_code == 0
+    assert json.loads(capsys.readouterr().out) == []  # the registry's own (empty) document store
 
 
-def test_a_missing_extension_leaves_the_rest_of_the_cli_working(
-    gpupipe: Gpupipe, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "gpu_worker.registry_cli", None)  # import raises ImportError
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--help"], ["submit", "batch", "models", "admin"]),
+        (["models", "--help"], ["{register,promote,rollback,list}", "--api-url"]),
+        (["models", "promote", "--help"], ["gpupipe models promote"]),
+        (["admin", "--help"], ["create-user", "set-limits"]),
+        (["batch", "--help"], ["upload", "status"]),
+    ],
+)
+def test_every_group_has_help(argv: list[str], expected: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.run(argv, {}) == 0
 
-    assert gpupipe("ls").code == 0
-    assert gpupipe("models", "promote", "x", "y").code == 2
+    text = capsys.readouterr().out
+    assert all(word in text for word in expected), text
 
 
-def test_the_real_model_registry_commands_are_mounted(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pytest.importorskip("gpu_worker.registry_cli")
-    # The registry commands read the process environment themselves; memory backends here.
-    monkeypatch.setenv("GPUPIPE_ENV", "test")
-
-    code = cli.run(["models", "list", "--json"], {})
-
-    assert code == 0
-    assert json.loads(capsys.readouterr().out) == []
+def test_a_group_without_its_command_is_a_usage_error(gpupipe: Gpupipe) -> None:
+    assert gpupipe("batch").code == 2
+    assert gpupipe("admin").code == 2
+    assert gpupipe("models", "nope").code == 2

@@ -7,7 +7,6 @@ import datetime as dt
 
 import pytest
 
-from client import cli
 from client.errors import (
     ApiError,
     Conflict,
@@ -23,6 +22,7 @@ from client.errors import (
     error_from_response,
     parse_retry_after,
 )
+from client.exit_codes import describe, exit_code_for
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:
@@ -89,10 +89,10 @@ def test_a_body_that_is_not_the_contracts_falls_back_on_the_status(status: int, 
     ],
 )
 def test_cli_exit_codes(error: GpupipeError, code: int) -> None:
-    assert cli.exit_code_for(error) == code
+    assert exit_code_for(error) == code
 
 
 def test_the_cli_error_line_names_fields_and_when_to_retry() -> None:
-    assert cli.describe(RateLimited("daily image quota reached", retry_after=3600)) == (
+    assert describe(RateLimited("daily image quota reached", retry_after=3600)) == (
         "daily image quota reached; retry in 3600s"
     )
