@@ -20,6 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv") / "bin"
 PRIMITIVE_ROLE = re.compile(r"roles/(owner|editor|viewer)\b")
 EXACT_PIN = re.compile(r"^=\s*\d+\.\d+\.\d+$")
+# The one root module (relative to terraform/) and the environments it is applied as, each with
+# environments/<env>.tfvars (-var-file) and environments/<env>.gcs.tfbackend (-backend-config).
+DEPLOYMENT = "deployment"
+ENVIRONMENTS = ("staging", "prod")
+BUILD_VARIABLES = frozenset({"project_id", "worker_image", "functions_source"})  # -var from the build
 
 
 def tool(name: str) -> str:
@@ -50,6 +55,15 @@ def terraform_fmt_violations(root: Path) -> list[str]:
 def load_tf(path: Path) -> dict[str, Any]:
     with path.open() as handle:
         return hcl2.load(handle)  # type: ignore[no-any-return]
+
+
+def load_tfvars(path: Path) -> dict[str, Any]:
+    """A .tfvars (or .tfbackend) file as {name: value}; python-hcl2 wraps each value in a list."""
+    return {
+        key: value[0] if isinstance(value, list) and len(value) == 1 else value
+        for key, value in load_tf(path).items()
+        if not key.startswith("__")
+    }
 
 
 def parse_tf(root: Path) -> dict[Path, dict[str, Any]]:
@@ -129,6 +143,71 @@ def hcl_violations(root: Path) -> list[str]:
             if not isinstance(description, str) or not description.strip():
                 problems.append(f"{where}: variable {vname} has no description")
     problems += provider_pin_violations(root)
+    problems += environment_violations(root)
+    return problems
+
+
+def _backends(directory: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(type, body) of every `backend` block in the directory's .tf files."""
+    found = []
+    for path in directory.glob("*.tf"):
+        for terraform in load_tf(path).get("terraform", []):
+            for backend in terraform.get("backend", []):
+                found += list(backend.items())
+    return found
+
+
+def environment_violations(root: Path) -> list[str]:
+    """One root module for every environment: a partial GCS backend, no tfvars loaded implicitly,
+    and per environment a var file and a backend file whose values keep the environments apart
+    (own state prefix, own resource prefix) and keep prod's stateful resources protected."""
+    deployment = root / DEPLOYMENT
+    if not deployment.is_dir():
+        return [f"{DEPLOYMENT}: the root module is missing"]
+    problems = []
+    dirs = {p.parent for p in root.rglob("*.tf") if ".terraform" not in p.parts}
+    roots = sorted(str(d.relative_to(root)) for d in dirs if _backends(d))
+    if roots != [DEPLOYMENT]:
+        problems.append(f"only {DEPLOYMENT}/ may be a root module (have a backend), found {roots}")
+    backends = _backends(deployment)
+    if [kind for kind, _ in backends] != ["gcs"]:
+        problems.append(f'{DEPLOYMENT}: needs exactly one backend "gcs", found {[k for k, _ in backends]}')
+    elif any(not key.startswith("__") for key in backends[0][1]):
+        problems.append(f'{DEPLOYMENT}: backend "gcs" must be empty (partial); settings go in environments/*.tfbackend')
+    for implicit in [deployment / "terraform.tfvars", *sorted(deployment.glob("*.auto.tfvars"))]:
+        if implicit.exists():
+            problems.append(f"{implicit.name}: loaded for every environment; use environments/<env>.tfvars")
+    environments = deployment / "environments"
+    found = {p.name.removesuffix(".tfvars") for p in environments.glob("*.tfvars")}
+    backend_files = {p.name.removesuffix(".gcs.tfbackend") for p in environments.glob("*.gcs.tfbackend")}
+    if found != set(ENVIRONMENTS) or backend_files != set(ENVIRONMENTS):
+        problems.append(
+            f"environments/ must hold <env>.tfvars and <env>.gcs.tfbackend for exactly {list(ENVIRONMENTS)}, "
+            f"found {sorted(found)} and {sorted(backend_files)}"
+        )
+    declared = {name for path in deployment.glob("*.tf") for name, _, _ in blocks(load_tf(path), "variable")}
+    prefixes: dict[str, Any] = {}
+    for env in sorted(found & set(ENVIRONMENTS)):
+        values = load_tfvars(environments / f"{env}.tfvars")
+        where = f"environments/{env}.tfvars"
+        if values.get("environment") != env:
+            problems.append(f"{where}: environment must be {env!r}, got {values.get('environment')!r}")
+        for name in sorted(values.keys() - declared):
+            problems.append(f"{where}: {name} is not a variable of {DEPLOYMENT}/")
+        for name in sorted(values.keys() & BUILD_VARIABLES):
+            problems.append(f"{where}: {name} is passed by the build (-var), not written in the repository")
+        prefix = values.get("prefix")
+        if prefix in prefixes.values():
+            problems.append(f"{where}: prefix {prefix!r} is also another environment's (resource names collide)")
+        prefixes[env] = prefix
+        if env == "prod" and values.get("deletion_protection") is not True:
+            problems.append(f"{where}: prod must set deletion_protection = true")
+        if env in backend_files:
+            state = load_tfvars(environments / f"{env}.gcs.tfbackend")
+            if state.get("prefix") != f"gpupipe/{env}":
+                problems.append(f"environments/{env}.gcs.tfbackend: state prefix must be gpupipe/{env}")
+            if "bucket" in state:
+                problems.append(f"environments/{env}.gcs.tfbackend: the state bucket is passed at init, not written")
     return problems
 
 
@@ -156,7 +235,7 @@ def _subscription_violations(ref: str, body: dict[str, Any]) -> list[str]:
 
 def provider_pin_violations(root: Path) -> list[str]:
     """Every module and root has versions.tf with required_version and version constraints:
-    bounded above in modules, exact (= x.y.z) in the environments' roots."""
+    bounded above in modules, exact (= x.y.z) in the root module (the one with a backend)."""
     problems = []
     dirs = sorted({p.parent for p in root.rglob("*.tf") if ".terraform" not in p.parts})
     for directory in dirs:
@@ -177,7 +256,7 @@ def provider_pin_violations(root: Path) -> list[str]:
         providers = _one(terraform, "required_providers") or {}
         if uses_google and "google" not in providers:
             problems.append(f"{where}: uses google resources but does not require the google provider")
-        is_root = "envs" in where.parts
+        is_root = bool(_backends(directory))
         for pname, spec in providers.items():
             spec = spec[0] if isinstance(spec, list) else spec
             constraint = str(spec.get("version", "")).strip()

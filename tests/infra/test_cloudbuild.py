@@ -25,11 +25,27 @@ def test_cloudbuild_builds_tests_deploys_and_smoke_tests() -> None:
     assert ids[-1] == "smoke-test"
     script = "\n".join(" ".join(map(str, s.get("args", []))) for s in steps)
     for needed in ("gpu_worker/Dockerfile", "ops.package_functions", "terraform plan", "terraform apply",
-                   "ops.render_k8s", "ops.smoke_test", "backend-config"):  # fmt: skip
+                   "ops.render_k8s", "ops.smoke_test", "-backend-config", "-var-file"):  # fmt: skip
         assert needed in script, needed
     # Every helper module the build calls exists in the repository.
     for module in ("ops.package_functions", "ops.render_k8s", "ops.smoke_test", "ops.deploy_outputs"):
         assert (REPO / (module.replace(".", "/") + ".py")).is_file(), module
+
+
+def test_terraform_steps_run_the_one_root_with_the_environments_files() -> None:
+    config = yaml.safe_load(CLOUDBUILD.read_text())
+    steps = {s["id"]: s for s in config["steps"]}
+    root = REPO / "terraform" / checks.DEPLOYMENT
+    for step in ("terraform-plan", "terraform-apply"):
+        assert steps[step]["dir"] == f"terraform/{checks.DEPLOYMENT}", step
+    plan = steps["terraform-plan"]["args"][-1]
+    assert '-backend-config="environments/${_ENV}.gcs.tfbackend"' in plan
+    assert '-backend-config="bucket=${_STATE_BUCKET}"' in plan
+    assert '-var-file="environments/${_ENV}.tfvars"' in plan
+    assert config["substitutions"]["_ENV"] in checks.ENVIRONMENTS
+    for env in checks.ENVIRONMENTS:  # every value _ENV may take names files that exist
+        assert (root / "environments" / f"{env}.tfvars").is_file(), env
+        assert (root / "environments" / f"{env}.gcs.tfbackend").is_file(), env
 
 
 @pytest.mark.parametrize(

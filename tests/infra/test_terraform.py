@@ -30,17 +30,77 @@ def test_fmt_check_catches_unformatted_file(terraform_bin: str, terraform_copy: 
     assert any("service_accounts.tf" in v for v in checks.terraform_fmt_violations(terraform_copy))
 
 
-def test_layout_has_a_module_per_unit_and_thin_envs() -> None:
+def test_layout_has_a_module_per_unit_and_one_thin_root() -> None:
     for module in MODULES:
         for name in ("versions.tf", "variables.tf", "outputs.tf"):
             assert (TERRAFORM / "modules" / module / name).is_file(), f"{module}/{name}"
         assert not (TERRAFORM / "modules" / module / "main.tf").exists(), f"{module}: name files after what they hold"
-    for env in ("staging", "prod"):
-        root = TERRAFORM / "envs" / env
-        assert (root / "terraform.tfvars").is_file()
-        assert 'backend "gcs"' in (root / "backend.tf").read_text()
-        resources = [r for p in root.glob("*.tf") for r in checks.blocks(checks.parse_tf(root)[p], "resource")]
-        assert resources == [], f"{env} must only call modules"
+    root = TERRAFORM / checks.DEPLOYMENT
+    folders = sorted(p.name for p in TERRAFORM.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert folders == [checks.DEPLOYMENT, "modules"], "one root for every environment, no envs/<env> copies"
+    for env in checks.ENVIRONMENTS:
+        assert (root / "environments" / f"{env}.tfvars").is_file()
+        assert (root / "environments" / f"{env}.gcs.tfbackend").is_file()
+    parsed = checks.parse_tf(root)
+    assert [r for p in root.glob("*.tf") for r in checks.blocks(parsed[p], "resource")] == [], "root only calls stack"
+    (calls,) = [m for p in root.glob("*.tf") for m in checks.blocks(parsed[p], "module")]
+    assert calls[0] == "gpupipe" and calls[2]["source"] == ["../modules/stack"]
+
+
+def test_the_root_passes_each_of_its_variables_to_the_stack() -> None:
+    """A variable the tfvars set reaches the stack under the same name (dispatch, recovery...)."""
+    root = TERRAFORM / checks.DEPLOYMENT
+    main = (root / "main.tf").read_text()
+    variables = checks.load_tf(root / "variables.tf")
+    stack = {n for n, _, _ in checks.blocks(checks.load_tf(TERRAFORM / "modules/stack/variables.tf"), "variable")}
+    for name, _, _ in checks.blocks(variables, "variable"):
+        assert name in stack, f"{name} is not a variable of modules/stack"
+        assert re.search(rf"^\s+{name}\s+= var\.{name}$", main, re.MULTILINE), f"main.tf does not pass {name}"
+    assert {"dispatch", "recovery", "api", "gke", "monitoring"} <= {
+        n for n, _, _ in checks.blocks(variables, "variable")
+    }
+
+
+def test_environments_are_kept_apart_and_prod_is_protected() -> None:
+    tfvars = {
+        env: checks.load_tfvars(TERRAFORM / checks.DEPLOYMENT / "environments" / f"{env}.tfvars")
+        for env in checks.ENVIRONMENTS
+    }
+    assert tfvars["prod"]["deletion_protection"] is True
+    assert tfvars["prod"]["worker_platform"] == "gke" and tfvars["staging"]["worker_platform"] == "cloudrun"
+    assert tfvars["staging"]["prefix"] == "gpupipe-stg"  # the prefix the topology tests below evaluate
+    assert checks.environment_violations(TERRAFORM) == []
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        ("environments/prod.tfvars", "protection = true", "protection = false", "deletion_protection"),
+        ("environments/prod.tfvars", 'environment         = "prod"', 'environment = "staging"', "environment must be"),
+        ("environments/prod.tfvars", 'prefix              = "gpupipe-prod"', 'prefix = "gpupipe-stg"', "collide"),
+        ("environments/prod.tfvars", 'worker_platform     = "gke"', "gpus = 1", "not a variable"),
+        ("environments/staging.tfvars", 'region              = "us-central1"', 'project_id = "p"', "by the build"),
+        ("environments/prod.gcs.tfbackend", '"gpupipe/prod"', '"gpupipe/staging"', "state prefix"),
+        ("backend.tf", 'backend "gcs" {}', 'backend "gcs" {\n    prefix = "gpupipe"\n  }', "partial"),
+    ],
+)  # fmt: skip
+def test_environment_checks_catch_planted_violations(
+    terraform_copy: Path, file: str, old: str, new: str, expected: str
+) -> None:
+    replace_in(terraform_copy / checks.DEPLOYMENT / file, old, new)
+    problems = checks.environment_violations(terraform_copy)
+    assert any(expected in p for p in problems), problems
+
+
+def test_an_implicit_tfvars_or_a_second_root_is_caught(terraform_copy: Path) -> None:
+    deployment = terraform_copy / checks.DEPLOYMENT
+    (deployment / "terraform.tfvars").write_text('environment = "staging"\n')
+    (terraform_copy / "envs/prod").mkdir(parents=True)
+    (terraform_copy / "envs/prod/backend.tf").write_text('terraform {\n  backend "gcs" {}\n}\n')
+    (deployment / "environments/dev.tfvars").write_text('environment = "dev"\n')
+    problems = checks.environment_violations(terraform_copy)
+    for expected in ("terraform.tfvars: loaded for every environment", "only deployment/ may be a root", "exactly"):
+        assert any(expected in p for p in problems), (expected, problems)
 
 
 def test_hcl_invariants_hold() -> None:
@@ -82,7 +142,7 @@ def test_hcl_invariants_hold() -> None:
             "",
             "has no description",
         ),
-        ("envs/prod/versions.tf", 'version = "= 6.50.0"', 'version = ">= 6.50.0"', "pinned exactly"),
+        ("deployment/versions.tf", 'version = "= 6.50.0"', 'version = ">= 6.50.0"', "pinned exactly"),
         ("modules/monitoring/versions.tf", 'version = ">= 6.47.0, < 7.0.0"', 'version = ">= 6.47.0"', "upper bound"),
         (
             "modules/pubsub/topics.tf",
@@ -201,11 +261,10 @@ def test_terraform_refuses_a_broken_topology(
         )
 
 
-def test_envs_read_the_repositorys_topology_file() -> None:
-    for env in ("staging", "prod"):
-        main = (TERRAFORM / "envs" / env / "main.tf").read_text()
-        assert 'topology_file       = "${path.root}/../../../topology.yaml"' in main
-        assert (TERRAFORM / "envs" / env / "../../../topology.yaml").resolve() == TOPOLOGY
+def test_the_root_reads_the_repositorys_topology_file() -> None:
+    main = (TERRAFORM / checks.DEPLOYMENT / "main.tf").read_text()
+    assert 'topology_file       = "${path.root}/../../topology.yaml"' in main
+    assert (TERRAFORM / checks.DEPLOYMENT / "../../topology.yaml").resolve() == TOPOLOGY
 
 
 def test_deployables_get_only_variables_core_settings_reads() -> None:

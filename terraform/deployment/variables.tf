@@ -5,7 +5,7 @@ variable "project_id" {
 }
 
 variable "environment" {
-  description = "GPUPIPE_ENV of the deployment (staging or prod)."
+  description = "GPUPIPE_ENV of the deployment (staging or prod); names the environments/<env>.tfvars file it is set in."
   type        = string
   nullable    = false
 }
@@ -58,6 +58,17 @@ variable "dispatch" {
     jobs_per_worker = optional(number, 8)
     max_workers     = optional(number, 4)
     schedule        = optional(string, "* * * * *")
+  })
+  nullable = false
+  default  = {}
+}
+
+variable "recovery" {
+  description = "Recovery of lost deliveries (the reconcile schedule, when a queued job is published again, attempts before it fails)."
+  type = object({
+    schedule             = optional(string, "* * * * *")
+    queued_after_seconds = optional(number, 120)
+    max_attempts         = optional(number, 5)
   })
   nullable = false
   default  = {}

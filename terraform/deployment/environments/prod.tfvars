@@ -1,4 +1,5 @@
 # Production: GKE workers on an autoscaling L4 pool (KEDA), a warm API instance.
+# Used as terraform plan/apply -var-file=environments/prod.tfvars (docs/deploy.md, "First apply").
 environment         = "prod"
 prefix              = "gpupipe-prod"
 region              = "us-central1"

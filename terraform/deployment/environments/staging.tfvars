@@ -1,4 +1,5 @@
 # Staging: Cloud Run workers, small caps, everything deletable.
+# Used as terraform plan/apply -var-file=environments/staging.tfvars (docs/deploy.md, "First apply").
 environment         = "staging"
 prefix              = "gpupipe-stg"
 region              = "us-central1"
