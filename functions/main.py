@@ -16,38 +16,30 @@ Settings come from the environment once, on the first call (`functions.wiring`).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
-import sys
 from typing import Any
 
-try:
-    importlib.util.find_spec("functions.wiring")
-except ModuleNotFoundError:
-    # functions-framework loads this file as a module named "main" from its own folder; make the
-    # project root importable when gpupipe is not installed in the environment.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import flask
+import functions_framework
 
-import flask  # noqa: E402
-import functions_framework  # noqa: E402
-
-from core.job_messages import NotAJobMessage, job_id_of, requeue_of  # noqa: E402
-from core.uploads import MalformedNotification, StorageNotification  # noqa: E402
-from functions import wiring  # noqa: E402
-from functions.dispatch import dispatch  # noqa: E402,F401  (a target of this file: functions.dispatch)
-from functions.events import NotAPubSubEvent, pubsub_message  # noqa: E402
-from functions.http.api import framework_error, handle  # noqa: E402
+from core.job_messages import NotAJobMessage, job_id_of, requeue_of
+from core.storage_events import MalformedNotification, StorageNotification
+from functions import wiring
+from functions.dispatch import dispatch  # noqa: F401  (a target of this file: functions.dispatch)
+from functions.events import NotAPubSubEvent, pubsub_message
+from functions.http.api import answer_framework_errors_in_json, handle
 
 log = logging.getLogger("gpupipe.functions")
 
-# functions-framework executes this file inside the app context of the app it is creating:
-# register on exactly that app, so framework-level 404/405s are JSON too. (Its module-level
-# `errorhandler` points at whichever app was created last, which races when apps are created
-# concurrently.) A plain import has no app context and registers nothing.
+# The one thing done at import, because functions-framework offers no later hook: it executes
+# this file inside the app context of the Flask app it is building, and that app's own router
+# answers some requests before any function runs (see `answer_framework_errors_in_json`); Flask
+# refuses new error handlers once an app has served a request. Register on exactly that app: the
+# framework's module-level `errorhandler` points at whichever app was created last, which races
+# when apps are created concurrently. A plain import has no app context and changes nothing.
 if flask.has_app_context():
-    for _status in (404, 405):
-        flask.current_app.register_error_handler(_status, framework_error)
+    answer_framework_errors_in_json(flask.current_app)
 
 
 @functions_framework.http

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import flask
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import BaseConverter, Map, Rule
 
 from core import json_input
 from core.errors import FieldError, GpupipeError, InvalidArgument, PayloadTooLarge, UnsupportedMediaType
@@ -27,7 +29,6 @@ from functions.wiring import Services
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-_ID = r"(?P<id>[^/:]+)"
 _INTEGER = re.compile(r"-?[0-9]{1,20}")  # longer is out of every range and costly for int()
 
 Handler = Callable[["Call"], flask.Response]
@@ -42,9 +43,9 @@ class Call:
 
 
 @dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: re.Pattern[str]
+class Endpoint:
+    """What a route runs (the endpoint of its werkzeug `Rule`)."""
+
     handler: Handler
     authenticated: bool = True
 
@@ -64,25 +65,32 @@ def handle(request: flask.Request, services: Services) -> flask.Response:
             return _error(errors.internal())
 
 
-def framework_error(exc: Exception) -> flask.Response:
-    """A request the framework's own router refused before `api` ran (a path it cannot match,
-    such as one holding a newline): answer in the contract's JSON envelope, not Flask's HTML."""
-    code = getattr(exc, "code", 404)
-    if code == 405:
-        return _error(errors.method_not_allowed(flask.request.method, []))
-    return _error(errors.not_found(flask.request.path))
+def answer_framework_errors_in_json(app: flask.Flask) -> None:
+    """Make the 404s and 405s of functions-framework's own router (requests it refuses before
+    `api` runs: /favicon.ico, /robots.txt, /static/..., paths holding a newline; any method but
+    POST on an event function) answer in the contract's JSON envelope, not Flask's HTML."""
+    app.register_error_handler(NotFound, _framework_error)
+    app.register_error_handler(MethodNotAllowed, _framework_error)
+
+
+def _framework_error(exc: HTTPException) -> flask.Response:
+    return _error(_routing_error(exc, flask.request))
+
+
+def _routing_error(exc: HTTPException, request: flask.Request) -> errors.HttpError:
+    if isinstance(exc, MethodNotAllowed):
+        return errors.method_not_allowed(request.method, list(exc.valid_methods or ()))
+    return errors.not_found(request.path)
 
 
 def _dispatch(request: flask.Request, services: Services) -> flask.Response:
-    path = request.path
-    matched = [(route, m) for route in ROUTES if (m := route.pattern.fullmatch(path))]
-    if not matched:
-        return _error(errors.not_found(path))
-    for route, match in matched:
-        if route.method == request.method:
-            user = services.accounts.authenticate(request.headers.get("Authorization")) if route.authenticated else None
-            return route.handler(Call(request, services, match.groupdict(), user))
-    return _error(errors.method_not_allowed(request.method, [route.method for route, _ in matched]))
+    try:
+        endpoint, params = ROUTES.bind_to_environ(request.environ).match()
+    except (NotFound, MethodNotAllowed) as exc:
+        return _error(_routing_error(exc, request))
+    assert isinstance(endpoint, Endpoint)
+    user = services.accounts.authenticate(request.headers.get("Authorization")) if endpoint.authenticated else None
+    return endpoint.handler(Call(request, services, dict(params), user))
 
 
 # ---------------------------------------------------------------------- encoding
@@ -204,15 +212,38 @@ def docs(call: Call) -> flask.Response:
     return flask.Response(html, status=200, mimetype="text/html")
 
 
-ROUTES: tuple[Route, ...] = (
-    Route("POST", re.compile(r"/v1/jobs"), submit_job),
-    Route("GET", re.compile(r"/v1/jobs"), list_jobs),
-    Route("GET", re.compile(rf"/v1/jobs/{_ID}"), get_job),
-    Route("POST", re.compile(rf"/v1/jobs/{_ID}:cancel"), cancel_job),
-    Route("GET", re.compile(rf"/v1/batches/{_ID}"), get_batch),
-    Route("GET", re.compile(r"/v1/usage"), get_usage),
-    Route("GET", re.compile(r"/v1/models"), get_models),
-    Route("GET", re.compile(r"/healthz"), health, authenticated=False),
-    Route("GET", re.compile(r"/openapi\.json"), openapi, authenticated=False),
-    Route("GET", re.compile(r"/docs"), docs, authenticated=False),
+# ---------------------------------------------------------------------- routes
+class _IdConverter(BaseConverter):
+    """A job or batch id as routing sees it: one path segment without a colon, so that
+    `{id}:cancel` is told apart from `{id}`. Whether an id is well formed is the core's
+    business: a malformed id is a 404 like an unknown one."""
+
+    regex = "[^/:]+"
+
+
+def _route(method: str, path: str, handler: Handler, *, authenticated: bool = True) -> Rule:
+    rule = Rule(path, methods=[method], endpoint=Endpoint(handler, authenticated))
+    # werkzeug adds HEAD to every GET rule; the contract has no HEAD (it gets 405 like any
+    # method a path does not name, and Allow lists only the contract's methods).
+    rule.methods = {method}
+    return rule
+
+
+ROUTES = Map(
+    [
+        _route("POST", "/v1/jobs", submit_job),
+        _route("GET", "/v1/jobs", list_jobs),
+        _route("GET", "/v1/jobs/<id:id>", get_job),
+        _route("POST", "/v1/jobs/<id:id>:cancel", cancel_job),
+        _route("GET", "/v1/batches/<id:id>", get_batch),
+        _route("GET", "/v1/usage", get_usage),
+        _route("GET", "/v1/models", get_models),
+        _route("GET", "/healthz", health, authenticated=False),
+        _route("GET", "/openapi.json", openapi, authenticated=False),
+        _route("GET", "/docs", docs, authenticated=False),
+    ],
+    converters={"id": _IdConverter},
+    # A path is matched as written: `/v1//jobs` and `/v1/jobs/` are 404s, never redirects.
+    merge_slashes=False,
+    strict_slashes=True,
 )
