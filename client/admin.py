@@ -91,9 +91,9 @@ def execute(
     *,
     backends: Any = None,
 ) -> int:
-    """Run a parsed admin command. `backends` (an `adapters.factory.Backends`) replaces the
+    """Run a parsed admin command. `backends` (an `adapters.bootstrap.Backends`) replaces the
     ones the environment describes (tests)."""
-    from adapters.factory import bootstrap
+    from adapters.bootstrap import bootstrap
     from core.accounts import Accounts
     from core.errors import GpupipeError, NotFoundError
     from core.ports import AdapterError

@@ -425,7 +425,7 @@ def upload_batch_file(
     if blobs is None:
         if settings is None:
             raise ValueError("uploading a batch needs settings (or a blob store) to reach storage")
-        from adapters.factory import bootstrap
+        from adapters.bootstrap import bootstrap
 
         blobs = bootstrap(settings).blobs
     stem = name or source.name.removesuffix(".jsonl")

@@ -45,6 +45,7 @@ class DeadLetterHandler:
         reconciler: Reconciler | None = None,
         on_terminal: Callable[[Job], None] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        ledger: JobLedger | None = None,
     ) -> None:
         """With a `reconciler`, a dead letter of a job that workers did not really try
         `max_attempts` times is redelivered instead of failing the job (see `handle`)."""
@@ -53,7 +54,7 @@ class DeadLetterHandler:
         self._settings = settings
         self._reconciler = reconciler
         self._clock = clock
-        self._ledger = JobLedger(documents, clock=clock, on_terminal=on_terminal)
+        self._ledger = ledger or JobLedger(documents, clock=clock, on_terminal=on_terminal)
 
     def handle(self, job_id: str, *, delivery_attempts: int | None = None, requeue: int = 0) -> DeadLetterOutcome:
         """`requeue` is the message's `requeue` attribute (0 for the original message).

@@ -101,15 +101,17 @@ class JobService:
         admission_wait_seconds: float = 20.0,
         on_queued: Callable[[int], None] | None = None,
         on_terminal: Callable[[Job], None] | None = None,
+        ledger: JobLedger | None = None,
     ) -> None:
         """`on_queued(n)` is told after `n` new jobs were published (the wiring nudges the
-        worker dispatcher with it); it must return at once and never raise."""
+        worker dispatcher with it); it must return at once and never raise. `ledger` is the
+        process's one ledger (the composition root passes it; `on_terminal` is then its own)."""
         self._documents = documents
         self._on_queued = on_queued
         self._publisher = publisher
         self._blobs = blobs
         self._settings = settings
-        self._ledger = JobLedger(documents, clock=clock, on_terminal=on_terminal)
+        self._ledger = ledger or JobLedger(documents, clock=clock, on_terminal=on_terminal)
         self._clock = clock
         self._publish_timeout = publish_timeout
         self._claim_wait_seconds = claim_wait_seconds

@@ -83,6 +83,7 @@ class UploadTrigger:
         duplicate_wait_seconds: float | None = None,
         publish_timeout: float = 10.0,
         on_queued: Callable[[int], None] | None = None,
+        ledger: JobLedger | None = None,
     ) -> None:
         """`on_queued(n)` is told after `n` new jobs were published; it must return at once."""
         self._on_queued = on_queued
@@ -91,7 +92,7 @@ class UploadTrigger:
         self._publisher = publisher
         self._settings = settings
         self._limits = settings.request_limits
-        self._ledger = JobLedger(documents, clock=clock)
+        self._ledger = ledger or JobLedger(documents, clock=clock)
         self._clock = clock
         lease = settings.recovery.upload_claim_lease_seconds if claim_lease_seconds is None else claim_lease_seconds
         # Long enough for a claim whose holder died to lapse, so the waiting delivery takes it over.

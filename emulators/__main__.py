@@ -46,13 +46,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
+    env = os.environ if environ is None else environ
     try:
-        settings = Settings.from_env(os.environ if environ is None else environ)
+        settings = Settings.from_env(env)
         state_dir = Path(args.state_dir or settings.emulators.state_dir)
         if args.command == "up":
             if args.emulators_only:
-                return _up(settings, state_dir, os.environ if environ is None else environ)
-            return _up_stack(settings, state_dir, os.environ if environ is None else environ, workers=args.workers)
+                return _up(settings, state_dir, env)
+            # The settings always hold a health port (a default); the stack honours it only when set.
+            health_port = settings.worker.health_port if env.get("GPUPIPE_WORKER_HEALTH_PORT") else None
+            return _up_stack(settings, state_dir, env, workers=args.workers, worker_health_port=health_port)
         if args.command == "down":
             if stack.RunningStack.load(state_dir) is not None:
                 return _down_stack(state_dir, persist=not args.no_save)
@@ -81,10 +84,19 @@ def _up(settings: Settings, state_dir: Path, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def _up_stack(settings: Settings, state_dir: Path, environ: Mapping[str, str], *, workers: int) -> int:
+def _up_stack(
+    settings: Settings, state_dir: Path, environ: Mapping[str, str], *, workers: int, worker_health_port: int | None
+) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        running = stack.start(settings, environ=environ, state_dir=state_dir, workers=workers, progress=_say)
+        running = stack.start(
+            settings,
+            environ=environ,
+            state_dir=state_dir,
+            workers=workers,
+            worker_health_port=worker_health_port,
+            progress=_say,
+        )
     except AlreadyRunning as exc:
         print(f"stack: {exc}")
         return 0

@@ -15,68 +15,41 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import flask
 import functions_framework
-import google.auth.exceptions
-import requests
 
-from core.dispatch import Dispatcher, DispatchPolicy
-from core.logs import configure_logging
+from adapters.bootstrap import NotConfigured, bootstrap
+from adapters.dispatch_nudge import BackgroundNudger, nudge
+from core.dispatch import Dispatcher
 from core.ports import BackendUnavailable, BacklogReader, WorkerJobRunner
 from core.settings import Settings
+from functions import wiring
+
+__all__ = ["BackgroundNudger", "NotConfigured", "build_dispatcher", "dispatch", "handle", "install", "nudge"]
 
 log = logging.getLogger("gpupipe.dispatch")
 
 MAX_QUEUED_HINT = 10_000
 RETRY_AFTER_SECONDS = "30"
 
-_lock = threading.Lock()
-_dispatcher: Dispatcher | None = None
-
-
-class NotConfigured(RuntimeError):
-    """The settings name no worker job to start."""
-
 
 def build_dispatcher(
     settings: Settings, *, backlog: BacklogReader | None = None, workers: WorkerJobRunner | None = None
 ) -> Dispatcher:
-    """The dispatcher for these settings; tests pass hand-written fakes for the two ports."""
-    policy = DispatchPolicy(
-        jobs_per_worker=settings.dispatch.jobs_per_worker, max_workers=settings.dispatch.max_workers
-    )
-    if backlog is None:
-        from adapters.gcp.monitoring import MonitoringBacklogReader
-
-        backlog = MonitoringBacklogReader(settings.project_id)
-    if workers is None:
-        if settings.dispatch.worker_job is None:
-            raise NotConfigured("GPUPIPE_DISPATCH_WORKER_JOB is not set: there is no worker job to start")
-        from adapters.gcp.cloudrun_jobs import CloudRunWorkerJobs
-
-        workers = CloudRunWorkerJobs(settings.dispatch.worker_job)
-    return Dispatcher(backlog, workers, policy, subscription=settings.names.jobs_subscription)
+    """The dispatcher for these settings, from the composition root; tests pass hand-written
+    fakes for the two ports. `NotConfigured` when no worker job is named."""
+    overrides: dict[str, object] = {}
+    if backlog is not None:
+        overrides["backlog"] = backlog
+    if workers is not None:
+        overrides["worker_jobs"] = workers
+    return bootstrap(settings, **overrides).dispatcher
 
 
 def install(dispatcher: Dispatcher | None) -> None:
     """Use this dispatcher for the following requests (tests); None rebuilds from the environment."""
-    global _dispatcher
-    with _lock:
-        _dispatcher = dispatcher
-
-
-def _current(environ: Mapping[str, str]) -> Dispatcher:
-    global _dispatcher
-    with _lock:
-        if _dispatcher is None:
-            settings = Settings.from_env(environ)
-            configure_logging(settings)
-            _dispatcher = build_dispatcher(settings)
-        return _dispatcher
+    wiring.install_dispatcher(dispatcher)
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> flask.Response:
@@ -115,83 +88,7 @@ def handle(request: flask.Request, dispatcher: Dispatcher) -> flask.Response:
 @functions_framework.http
 def dispatch(request: flask.Request) -> flask.Response:
     try:
-        dispatcher = _current(os.environ)
+        dispatcher = wiring.dispatcher(os.environ)
     except NotConfigured as exc:
         return _error(503, "unavailable", str(exc), **{"Retry-After": RETRY_AFTER_SECONDS})
     return handle(request, dispatcher)
-
-
-def google_id_token(audience: str) -> str:
-    """An ID token for `audience` from the runtime's credentials (the metadata server on GCP)."""
-    import google.auth.transport.requests
-    import google.oauth2.id_token
-
-    token: str = google.oauth2.id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
-    return token
-
-
-def nudge(
-    url: str | None,
-    *,
-    queued: int = 1,
-    timeout: float = 2.0,
-    id_token: Callable[[str], str] = google_id_token,
-    session: Any = None,
-) -> bool:
-    """Ask dispatch to look at the backlog now (the API calls this after a submit). Best effort:
-    returns False (and logs) instead of raising, and never waits longer than `timeout`; the next
-    scheduler tick catches up. No URL (local stack, GKE) means nothing to do."""
-    if not url:
-        return False
-    try:
-        token = id_token(url)
-        response = (session or requests).post(
-            url,
-            json={"reason": "submit", "queued": queued},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-        )
-    except (requests.RequestException, OSError, ValueError, google.auth.exceptions.GoogleAuthError) as exc:
-        log.warning("could not nudge dispatch at %s: %s", url, exc)
-        return False
-    if response.status_code != 200:
-        log.warning("dispatch answered the nudge with %s", response.status_code)
-        return False
-    return True
-
-
-class BackgroundNudger:
-    """Nudges dispatch off the request path: a submit never waits for it. Nudges that arrive
-    while one is in flight are merged into the next one, so a burst of submits costs at most
-    two calls."""
-
-    def __init__(self, url: str, send: Callable[..., bool] = nudge) -> None:
-        self._url = url
-        self._send = send
-        self._lock = threading.Lock()
-        self._pending = 0
-        self._running = False
-
-    def __call__(self, queued: int) -> None:
-        with self._lock:
-            self._pending += queued
-            if self._running:
-                return
-            self._running = True
-        threading.Thread(target=self._drain, name="dispatch-nudge", daemon=True).start()
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                queued, self._pending = self._pending, 0
-                if queued == 0:
-                    self._running = False
-                    return
-            try:
-                self._send(self._url, queued=queued)
-            except Exception:  # noqa: BLE001 - best effort: log it, and keep this nudger alive
-                log.exception("nudging dispatch failed")
-
-    def idle(self) -> bool:
-        with self._lock:
-            return not self._running

@@ -1,64 +1,31 @@
-"""The functions' one wiring point: settings, adapters and core services, built on the first
-request and cached for the life of the process (a warm function instance reuses its clients).
+"""The functions' one `App` per process (`adapters.bootstrap`): built from the environment on the
+first request and kept for the life of the instance, so a warm function reuses its clients.
 Nothing is built at import time.
 
-Entry points call `services(environ)`. Tests call `install(settings, backends)` to run the
-functions over backends the test also holds (memory fakes, or adapters on the emulators), and
-`reset()` afterwards.
+Entry points call `services(environ)`. Tests call `install(settings, app)` to run the functions
+over adapters the test also holds (memory fakes, or adapters on the emulators), and `reset()`
+afterwards.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from adapters.factory import Backends, bootstrap
-from core.accounts import Accounts
-from core.dead_letters import DeadLetterHandler
+from adapters.bootstrap import App, Backends, bootstrap
+from core.dispatch import Dispatcher
 from core.logs import configure_logging
-from core.reconciler import Reconciler
 from core.settings import Settings
-from core.submission import JobService
-from core.uploads import UploadTrigger
-from core.webhooks import WebhookNotifier
-from functions.dispatch import BackgroundNudger
 
-
-@dataclass(frozen=True)
-class Services:
-    settings: Settings
-    backends: Backends
-    accounts: Accounts
-    jobs: JobService
-    uploads: UploadTrigger
-    dead_letters: DeadLetterHandler
-    reconciler: Reconciler
-
+Services = App
+"""What the entry points use: the composition root's `App`."""
 
 _lock = threading.Lock()
-_current: Services | None = None
+_current: App | None = None
+_dispatcher: Dispatcher | None = None
 
 
-def build(settings: Settings, backends: Backends) -> Services:
-    documents, blobs, publisher = backends.documents, backends.blobs, backends.publisher
-    # On Cloud Run workers, new jobs nudge the dispatcher so a worker starts without waiting for
-    # the scheduler's next tick; GKE (KEDA) and the local stack have no dispatch URL.
-    on_queued = BackgroundNudger(settings.dispatch.url) if settings.dispatch.url else None
-    webhooks = WebhookNotifier(backends.webhooks, blobs, url_ttl_seconds=settings.signed_url_ttl_seconds)
-    reconciler = Reconciler(documents, blobs, publisher, settings)
-    return Services(
-        settings=settings,
-        backends=backends,
-        accounts=Accounts(documents, settings),
-        jobs=JobService(documents, publisher, settings, blobs=blobs, on_queued=on_queued, on_terminal=webhooks),
-        uploads=UploadTrigger(documents, blobs, publisher, settings, on_queued=on_queued),
-        dead_letters=DeadLetterHandler(documents, blobs, settings, reconciler=reconciler, on_terminal=webhooks),
-        reconciler=reconciler,
-    )
-
-
-def services(environ: Mapping[str, str]) -> Services:
+def services(environ: Mapping[str, str]) -> App:
     """The process's services, built from `environ` on the first call only."""
     global _current
     current = _current
@@ -68,19 +35,45 @@ def services(environ: Mapping[str, str]) -> Services:
         if _current is None:
             settings = Settings.from_env(environ)
             configure_logging(settings)
-            _current = build(settings, bootstrap(settings))
+            _current = bootstrap(settings)
         return _current
 
 
-def install(settings: Settings, backends: Backends) -> Services:
-    """Make the functions use these backends (tests); returns the services they will use."""
+def dispatcher(environ: Mapping[str, str]) -> Dispatcher:
+    """The dispatch function's dispatcher (`NotConfigured` without a worker job)."""
+    return _dispatcher or services(environ).dispatcher
+
+
+def install(settings: Settings, backends: Backends) -> App:
+    """Make the functions use these adapters (tests); returns the services they will use."""
     global _current
+    app = backends if isinstance(backends, App) and backends.settings == settings else _rewrap(settings, backends)
     with _lock:
-        _current = build(settings, backends)
-        return _current
+        _current = app
+        return app
+
+
+def install_dispatcher(installed: Dispatcher | None) -> None:
+    """Use this dispatcher for the following dispatch requests (tests); None: the App's."""
+    global _dispatcher
+    with _lock:
+        _dispatcher = installed
 
 
 def reset() -> None:
-    global _current
+    global _current, _dispatcher
     with _lock:
         _current = None
+        _dispatcher = None
+
+
+def _rewrap(settings: Settings, backends: Backends) -> App:
+    return bootstrap(
+        settings,
+        documents=backends.documents,
+        blobs=backends.blobs,
+        publisher=backends.publisher,
+        subscriber=backends.subscriber,
+        messaging_admin=backends.messaging_admin,
+        webhooks=backends.webhooks,
+    )

@@ -96,22 +96,20 @@ class _Process:
         import torch  # noqa: F401 (timed: the bulk of start-up)
         from diffusers import StableDiffusionPipeline  # noqa: F401 (its lazy import is a second bulk)
 
-        from adapters.factory import bootstrap
-        from core.webhooks import WebhookNotifier
-        from gpu_worker.consumer import Worker
+        from adapters.bootstrap import bootstrap
         from gpu_worker.health import HealthServer
         from gpu_worker.metrics import WorkerMetrics
         from gpu_worker.model_store import resolve_model
         from gpu_worker.runner import DiffusersRunner
 
         imports_seconds = time.perf_counter() - imports_started
-        backends = bootstrap(settings)
+        app = bootstrap(settings)
         metrics = WorkerMetrics()
         health = HealthServer(settings.worker.health_host, settings.worker.health_port, metrics, self.status)
         health.start()
         try:
             resolve_started = time.perf_counter()
-            source = resolve_model(settings, backends.documents, backends.blobs)
+            source = resolve_model(settings, app.documents, app.blobs)
             resolve_seconds = time.perf_counter() - resolve_started
             runner = DiffusersRunner.from_settings(
                 source.location,
@@ -122,19 +120,7 @@ class _Process:
                 local_files_only=source.local,
             )
             warm_up_seconds = runner.warm_up()
-            worker = Worker(
-                settings,
-                documents=backends.documents,
-                blobs=backends.blobs,
-                subscriber=backends.subscriber,
-                publisher=backends.publisher,
-                runner=runner,
-                worker_id=self.worker_id,
-                metrics=metrics,
-                on_terminal=WebhookNotifier(
-                    backends.webhooks, backends.blobs, url_ttl_seconds=settings.signed_url_ttl_seconds
-                ),
-            )
+            worker = app.worker(runner, worker_id=self.worker_id, metrics=metrics)
             if self.stop_requested:
                 log.info("stopped before pulling", extra={"worker_id": self.worker_id})
                 return 0

@@ -112,9 +112,12 @@ class Worker:
         clock: Callable[[], dt.datetime] = utcnow,
         on_terminal: Callable[[Job], None] | None = None,
         publisher: Publisher | None = None,
+        ledger: JobLedger | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
-        """With a `publisher`, the worker also runs the reconciler's sweep in a thread of its own
-        (`gpu_worker.recovery`): it redelivers jobs whose delivery was lost, this worker's or not."""
+        """With a `reconciler` (or a `publisher` to build one), the worker also runs its sweep in a
+        thread of its own (`gpu_worker.recovery`): it redelivers jobs whose delivery was lost,
+        this worker's or not. `ledger` is the process's one ledger (the composition root's)."""
         self.settings = settings
         self.worker_id = worker_id
         self.runner = runner
@@ -124,15 +127,10 @@ class Worker:
         self._blobs = blobs
         self._subscriber = subscriber
         self._subscription = subscription or settings.names.jobs_subscription
-        self._ledger = JobLedger(documents, clock=clock, on_terminal=on_terminal)
-        self._recovery = (
-            RecoveryLoop(
-                Reconciler(documents, blobs, publisher, settings, ledger=self._ledger, clock=clock),
-                settings.recovery.interval_seconds,
-            )
-            if publisher is not None
-            else None
-        )
+        self._ledger = ledger or JobLedger(documents, clock=clock, on_terminal=on_terminal)
+        if reconciler is None and publisher is not None:
+            reconciler = Reconciler(documents, blobs, publisher, settings, ledger=self._ledger, clock=clock)
+        self._recovery = RecoveryLoop(reconciler, settings.recovery.interval_seconds) if reconciler else None
         self._clock = clock
         self._batcher: Batcher[Task] = Batcher(self._config.max_batch_size, self._config.max_batch_wait_seconds)
         self._pool = ThreadPoolExecutor(max_workers=delivery_threads, thread_name_prefix="worker-deliver")

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, *, b
     try:
         settings = Settings.from_env(os.environ if environ is None else environ)
         if backends is None:
-            from adapters.factory import bootstrap
+            from adapters.bootstrap import bootstrap
 
             backends = bootstrap(settings)
         registry = ModelRegistry(backends.documents, backends.blobs, settings.names.models_bucket)

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     path = build(args.out_dir)
     print(f"built {path}")
     if args.register:
-        from adapters.factory import bootstrap
+        from adapters.bootstrap import bootstrap
         from core.model_registry import ModelRegistry
         from core.settings import Settings
 

@@ -231,9 +231,18 @@ class _Run:
             self.last_fault = time.monotonic()
 
     def _kill_worker(self) -> None:
+        """SIGKILL a random worker, but never the last one alive (the contract's condition): wait,
+        bounded, for a replacement to be ready first."""
+        deadline = time.monotonic() + 300
+        while True:
+            with self.stack_lock:
+                alive = [w for w in self.stack.workers if w.running()]
+                if len(alive) >= 2 or time.monotonic() > deadline:
+                    break
+            time.sleep(0.5)
         with self.stack_lock:
-            alive = [w for w in self.stack.workers if w.running()]
             if not alive:
+                self.result.problems.append("no worker alive to kill")
                 return
             victim = self.rng.choice(alive)
             self.stack.kill(victim.name)

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from adapters.factory import bootstrap
+    from adapters.bootstrap import bootstrap
     from bench.worker import cold_start, gpu_sd15, throughput
     from core.model_registry import ModelRegistry
     from core.settings import Settings

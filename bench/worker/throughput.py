@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.factory import Backends
+from adapters.bootstrap import Backends
 from core.jobs import Job, JobStatus
 from core.ledger import JobLedger
 from core.settings import Settings

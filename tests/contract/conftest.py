@@ -2,7 +2,7 @@
 
 - `memory`: the in-process fakes (`adapters.memory`); always runs.
 - `emulator`: the GCP adapters on the local emulator suite (`emulator_settings` from
-  tests/conftest.py, wired through `adapters.factory.bootstrap`); marked `integration`.
+  tests/conftest.py, wired through `adapters.bootstrap.bootstrap`); marked `integration`.
 - `gcp`: the GCP adapters on a real project; marked `gcp` and skipped unless
   `GPUPIPE_GCP_TEST_PROJECT` names a project (application default credentials are used;
   `GPUPIPE_GCP_TEST_BUCKET` may name an existing bucket, else `<project>-gpupipe-contract`
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.factory import bootstrap
+from adapters.bootstrap import bootstrap
 from adapters.memory import MemoryBackends
 from core.ports import (
     BlobStore,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.factory import bootstrap
+from adapters.bootstrap import bootstrap
 from core.ports import ReceivedMessage, SubscriptionSpec
 from core.settings import Settings
 
@@ -96,6 +96,11 @@ def test_a_live_subscriber_gets_every_message_after_six_killed_ones(
         live.cancel()
         live.wait(timeout=15)
     assert set(fresh) <= set(got), f"new messages lost: {sorted(set(fresh) - set(got))}"
-    assert max(got[d] for d in fresh) - started < 10, "new messages reached the live subscriber late"
+    # With StreamingPull, six of every seven new messages would first go to a dead stream and
+    # wait out its 15 s deadline there; with unary pulls they arrive at once (bounds are loose for
+    # a loaded 2-core machine).
+    latencies = sorted(got[d] - started for d in fresh)
+    assert latencies[len(latencies) // 2] < 5, f"new messages reached the live subscriber late: {latencies}"
+    assert latencies[-1] < 30, f"a new message reached the live subscriber late: {latencies}"
     assert {f"old-{n}" for n in range(6)} <= set(got), "messages held by killed subscribers never came back"
     backends.messaging_admin.delete_subscription(subscription)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.factory import bootstrap
+from adapters.bootstrap import bootstrap
 from core.settings import Settings
 from emulators import processes
 from emulators.processes import ProcessId

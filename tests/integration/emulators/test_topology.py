@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from adapters.factory import Backends, bootstrap
+from adapters.bootstrap import Backends, bootstrap
 from adapters.memory import MemoryBackends
 from core.settings import Names, Settings, resource_names
 from emulators import topology

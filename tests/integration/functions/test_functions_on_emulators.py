@@ -15,7 +15,7 @@ import pytest
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 
-from adapters.factory import bootstrap
+from adapters.bootstrap import bootstrap
 from core import collections as c
 from core.batches import batch_id_for
 from core.settings import Settings

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.factory import Backends, bootstrap
+from adapters.bootstrap import Backends, bootstrap
 from core.model_registry import ModelRegistry, ModelVersion
 from core.ports import SubscriptionSpec
 from core.settings import Settings

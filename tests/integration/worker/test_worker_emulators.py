@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.factory import Backends
+from adapters.bootstrap import Backends
 from core import collections as c
 from core.dead_letters import DeadLetterHandler
 from core.jobs import JobStatus

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.factory import bootstrap
+from adapters.bootstrap import bootstrap
 from adapters.gcp.firestore import FirestoreDocumentStore
 from adapters.gcp.pubsub import PubSubAdmin, PubSubPublisher, PubSubSubscriber
 from adapters.gcp.storage import GcsBlobStore

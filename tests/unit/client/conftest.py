@@ -10,7 +10,7 @@ import functions_framework
 import pytest
 from flask import Flask
 
-from adapters.factory import bootstrap
+from adapters.bootstrap import bootstrap
 from adapters.memory import MemoryBackends
 from core.settings import Settings
 from emulators import topology

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from functions.dispatch import nudge
+from adapters.dispatch_nudge import nudge
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -75,7 +75,7 @@ def test_no_url_means_nothing_to_nudge() -> None:
 
 
 def test_background_nudger_merges_a_burst_and_never_blocks_the_caller() -> None:
-    from functions.dispatch import BackgroundNudger
+    from adapters.dispatch_nudge import BackgroundNudger
 
     release = threading.Event()
     calls: list[int] = []
@@ -118,7 +118,7 @@ def test_a_submit_tells_the_dispatcher_once_and_a_replay_not_at_all() -> None:
 
 
 def test_a_failing_send_does_not_stop_later_nudges() -> None:
-    from functions.dispatch import BackgroundNudger
+    from adapters.dispatch_nudge import BackgroundNudger
 
     calls: list[int] = []
 

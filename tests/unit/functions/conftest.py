@@ -11,7 +11,7 @@ import flask
 import functions_framework
 import pytest
 
-from adapters.factory import bootstrap
+from adapters.bootstrap import bootstrap
 from adapters.memory import MemoryBackends
 from core.settings import Settings
 from core.users import User

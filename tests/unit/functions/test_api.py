@@ -402,7 +402,7 @@ class _DownDocuments(MemoryDocumentStore):
 
 
 def test_document_store_down_gives_503_with_retry_after(memory_settings, memory_backends, alice_on):
-    from adapters.factory import bootstrap
+    from adapters.bootstrap import bootstrap
     from tests.unit.functions.conftest import make_app
 
     caller = alice_on(memory_backends)
@@ -444,7 +444,7 @@ class _DownPublisher:
 
 
 def test_publish_failure_fails_the_job_and_gives_503(memory_settings, memory_backends, alice_on):
-    from adapters.factory import bootstrap
+    from adapters.bootstrap import bootstrap
     from tests.unit.functions.conftest import make_app
 
     caller = alice_on(memory_backends)
@@ -491,7 +491,7 @@ class _AdmissionFailsOnce(MemoryDocumentStore):
 
 
 def test_an_idempotent_retry_after_a_503_is_admitted_at_once(memory_settings, memory_backends, alice_on):
-    from adapters.factory import bootstrap
+    from adapters.bootstrap import bootstrap
     from tests.unit.functions.conftest import make_app
 
     documents = _AdmissionFailsOnce()

@@ -174,7 +174,7 @@ def test_unreadable_uploads_are_rejected_whole(on_upload, alice, services, memor
 
 
 def test_too_large_and_too_many_lines_are_rejected(on_upload, alice, memory_settings, memory_backends):
-    from adapters.factory import bootstrap
+    from adapters.bootstrap import bootstrap
 
     settings = memory_settings.model_copy(
         update={"request_limits": memory_settings.request_limits.model_copy(update={"max_upload_lines": 2})}

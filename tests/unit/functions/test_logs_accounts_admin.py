@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from adapters.factory import bootstrap
+from adapters.bootstrap import bootstrap
 from adapters.memory import MemoryBackends
 from client import admin
 from core.accounts import Accounts
