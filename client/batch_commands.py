@@ -7,9 +7,9 @@ needs the storage settings of the environment; `batch status` and `--wait` go th
 from __future__ import annotations
 
 from client import render
+from client.batch_upload import upload_batch_file
 from client.context import Context, UsageError
 from client.exit_codes import Exit
-from client.sdk import upload_batch_file
 
 
 def upload(ctx: Context) -> int:

@@ -14,6 +14,9 @@ only when it carries an `Idempotency-Key`: then a replay returns the job the los
 have created instead of making a second one. A 503 on submit is not retried (the API fails that
 job; submit again with a new key). Waits are always
 bounded and back off while nothing changes.
+
+`Client` composes the parts: `client.connection` (HTTP, retries, error mapping, decoding),
+`client.polling` (bounded waits) and `client.batch_upload` (batch files into the inbox bucket).
 """
 
 from __future__ import annotations
@@ -22,23 +25,23 @@ import builtins
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from client.errors import (
-    ApiError,
-    GpupipeError,
-    NetworkError,
-    NotFound,
-    RateLimited,
-    Unavailable,
-    WaitTimeout,
-    error_from_response,
-)
+from client.batch_upload import BatchUpload, upload_batch_file
+from client.connection import USER_AGENT as USER_AGENT
+from client.connection import ApiConnection, R, Retry, parse_result, path_segment, response_object
+from client.errors import ApiError
+from client.errors import GpupipeError as GpupipeError
+from client.errors import NetworkError as NetworkError
+from client.errors import NotFound as NotFound
+from client.errors import RateLimited as RateLimited
+from client.errors import Unavailable as Unavailable
+from client.errors import WaitTimeout as WaitTimeout
+from client.errors import error_from_response as error_from_response
+from client.polling import poll_until
 from client.resources import Batch, Job, JobPage, Model, Usage
 
 if TYPE_CHECKING:
@@ -46,11 +49,8 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 __all__ = ["BatchUpload", "Client", "upload_batch_file"]
-
-USER_AGENT = "gpupipe-sdk/0.1"
-T = TypeVar("T")
-R = TypeVar("R")
-Retry = Literal["all", "network", "none"]
+# The `name as name` imports above are re-exports: those names were importable from here before
+# the SDK was split into `connection`, `polling` and `batch_upload`, so callers need not change.
 
 
 class Client:
@@ -79,29 +79,22 @@ class Client:
         if not api_key:
             raise ValueError("api_key is required")
         self.api_url = api_url.rstrip("/")
-        self._max_retries = max(0, max_retries)
-        self._max_retry_wait = max_retry_wait
         self._sleep = sleep
         self._clock = clock
-        self._http = httpx.Client(
-            base_url=self.api_url,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, "Accept": "application/json"},
+        self._api = ApiConnection(
+            self.api_url,
+            api_key,
             timeout=timeout,
             transport=transport,
-        )
-        # Output URLs point at storage (signed URLs on GCS): fetch them without the API key,
-        # which must never leave for another host.
-        self._storage = httpx.Client(
-            headers={"User-Agent": USER_AGENT},
-            timeout=timeout,
-            transport=storage_transport,
-            follow_redirects=True,
+            storage_transport=storage_transport,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            sleep=sleep,
         )
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        self._http.close()
-        self._storage.close()
+        self._api.close()
 
     def __enter__(self) -> Client:
         return self
@@ -123,22 +116,23 @@ class Client:
         the same job and a different body raises `Conflict`."""
         body = {**(request or {}), **fields}
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        response = self._request(
+        response = self._api.request(
             "POST", "/v1/jobs", json=body, headers=headers, retry="network" if idempotency_key else "none"
         )
-        return _parse(Job.from_dict, self._json(response))
+        return parse_result(Job.from_dict, response_object(response))
 
     def get(self, job_id: str) -> Job:
-        return _parse(Job.from_dict, self._json(self._request("GET", f"/v1/jobs/{_segment(job_id)}")))
+        return self._call(Job.from_dict, "GET", f"/v1/jobs/{path_segment(job_id)}")
 
     def list(
         self, *, status: str | None = None, page_size: int | None = None, page_token: str | None = None
     ) -> JobPage:
         """One page of the caller's jobs, newest first."""
         params = {k: v for k, v in {"status": status, "page_size": page_size, "page_token": page_token}.items() if v}
-        data = self._json(self._request("GET", "/v1/jobs", params=params))
+        data = response_object(self._api.request("GET", "/v1/jobs", params=params))
         return JobPage(
-            jobs=[_parse(Job.from_dict, j) for j in data.get("jobs") or []], next_page_token=data.get("next_page_token")
+            jobs=[parse_result(Job.from_dict, j) for j in data.get("jobs") or []],
+            next_page_token=data.get("next_page_token"),
         )
 
     def iter_jobs(self, *, status: str | None = None, page_size: int | None = None) -> Iterator[Job]:
@@ -153,7 +147,7 @@ class Client:
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued or running job; `Conflict` if it already finished."""
-        return _parse(Job.from_dict, self._json(self._request("POST", f"/v1/jobs/{_segment(job_id)}:cancel")))
+        return self._call(Job.from_dict, "POST", f"/v1/jobs/{path_segment(job_id)}:cancel")
 
     def wait(
         self,
@@ -170,7 +164,7 @@ class Client:
         progress. Polls back off from `poll_interval` to `max_poll_interval` while nothing changes;
         a 429 or 503 waits as long as its `Retry-After` says. Raises `WaitTimeout` (with the last
         job seen) after `timeout` seconds, and `NotFound` at once for an unknown id."""
-        return self._poll(
+        return poll_until(
             lambda: self._get_job_once(job_id),
             describe=f"job {job_id}",
             timeout=timeout,
@@ -180,6 +174,8 @@ class Client:
             changed=lambda a, b: (a.status, a.progress) != (b.status, b.progress),
             done=lambda job: job.terminal,
             tolerate_not_found=False,
+            sleep=self._sleep,
+            clock=self._clock,
         )
 
     def download(self, job: Job | str, dest_dir: str | os.PathLike[str]) -> builtins.list[Path]:
@@ -195,20 +191,20 @@ class Client:
             if not output.url:
                 raise ApiError(f"output {output.index} of job {job.id} has no fetchable url", code="bad_response")
             path = dest / f"{job.id}-{output.index}.{output.extension}"
-            self._fetch_to(output.url, path, what=f"output {output.index} of job {job.id}")
+            self._api.fetch_to(output.url, path, what=f"output {output.index} of job {job.id}")
             paths.append(path)
         return paths
 
     # ------------------------------------------------------------------ account, models, batches
     def usage(self) -> Usage:
-        return _parse(Usage.from_dict, self._json(self._request("GET", "/v1/usage")))
+        return self._call(Usage.from_dict, "GET", "/v1/usage")
 
     def models(self) -> builtins.list[Model]:
-        data = self._json(self._request("GET", "/v1/models"))
-        return [_parse(Model.from_dict, m) for m in data.get("models") or []]
+        data = response_object(self._api.request("GET", "/v1/models"))
+        return [parse_result(Model.from_dict, m) for m in data.get("models") or []]
 
     def batch(self, batch_id: str) -> Batch:
-        return _parse(Batch.from_dict, self._json(self._request("GET", f"/v1/batches/{_segment(batch_id)}")))
+        return self._call(Batch.from_dict, "GET", f"/v1/batches/{path_segment(batch_id)}")
 
     def wait_batch(
         self,
@@ -222,10 +218,8 @@ class Client:
         """Poll until every job of the batch is terminal (or the upload was rejected). A batch
         that does not exist yet is waited for too: the upload trigger creates it moments after
         the file lands. Raises `WaitTimeout` after `timeout` seconds."""
-        return self._poll(
-            lambda: _parse(
-                Batch.from_dict, self._json(self._request("GET", f"/v1/batches/{_segment(batch_id)}", retry="none"))
-            ),
+        return poll_until(
+            lambda: self._call(Batch.from_dict, "GET", f"/v1/batches/{path_segment(batch_id)}", retry="none"),
             describe=f"batch {batch_id}",
             timeout=timeout,
             poll_interval=poll_interval,
@@ -234,6 +228,8 @@ class Client:
             changed=lambda a, b: (a.status, a.jobs) != (b.status, b.jobs),
             done=lambda batch: batch.terminal,
             tolerate_not_found=True,
+            sleep=self._sleep,
+            clock=self._clock,
         )
 
     def upload_batch(
@@ -252,223 +248,10 @@ class Client:
 
     # ------------------------------------------------------------------ plumbing
     def _get_job_once(self, job_id: str) -> Job:
-        return _parse(Job.from_dict, self._json(self._request("GET", f"/v1/jobs/{_segment(job_id)}", retry="none")))
+        return self._call(Job.from_dict, "GET", f"/v1/jobs/{path_segment(job_id)}", retry="none")
 
-    def _poll(
-        self,
-        fetch: Callable[[], T],
-        *,
-        describe: str,
-        timeout: float,
-        poll_interval: float,
-        max_poll_interval: float,
-        on_progress: Callable[[T], None] | None,
-        changed: Callable[[T, T], bool],
-        done: Callable[[T], bool],
-        tolerate_not_found: bool,
-        max_consecutive_errors: int = 5,
-    ) -> T:
-        deadline = self._clock() + timeout
-        interval = poll_interval
-        last: T | None = None
-        errors = 0
-        while True:
-            try:
-                current = fetch()
-            except NotFound:
-                if not tolerate_not_found:
-                    raise
-                pause = interval
-            except (RateLimited, Unavailable, NetworkError) as exc:
-                errors += 1
-                if errors > max_consecutive_errors:
-                    raise
-                retry_after = getattr(exc, "retry_after", None)
-                pause = retry_after if retry_after is not None else interval
-                interval = min(interval * 2, max_poll_interval)
-            else:
-                errors = 0
-                is_new = last is None or changed(last, current)
-                last = current
-                if is_new and on_progress is not None:
-                    on_progress(current)
-                if done(current):
-                    return current
-                interval = poll_interval if is_new else min(interval * 1.5, max_poll_interval)
-                pause = interval
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                seen = "never found" if last is None else "not finished"
-                raise WaitTimeout(f"{describe} {seen} after {timeout:g}s", last=last)
-            self._sleep(min(pause, remaining))
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        headers: Mapping[str, str] | None = None,
-        retry: Retry | None = None,
-    ) -> httpx.Response:
-        """Send one API request; raise the matching `ApiError` for an error status.
-
-        `retry` says what is retried (up to `max_retries` times, honouring `Retry-After`):
-        "all" (the default for GET) retries 503s and network failures; "network" only network
-        failures, where the request may never have arrived; "none" nothing."""
-        policy = retry or ("all" if method == "GET" else "none")
-        attempt = 0
-        while True:
-            wait: float | None = None
-            try:
-                response = self._http.request(method, path, params=params, json=json, headers=headers)
-            except httpx.TimeoutException as exc:
-                failure: GpupipeError = NetworkError(f"{method} {self.api_url}{path} timed out ({type(exc).__name__})")
-                retryable = policy != "none"
-            except httpx.TransportError as exc:
-                failure = NetworkError(f"cannot reach the gpupipe API at {self.api_url}: {exc or type(exc).__name__}")
-                retryable = policy != "none"
-            else:
-                if response.status_code < 400:
-                    return response
-                failure = error_from_response(
-                    response.status_code, _maybe_json(response), response.headers.get("Retry-After")
-                )
-                retryable = policy == "all" and isinstance(failure, Unavailable)
-                wait = failure.retry_after
-            if not retryable or attempt >= self._max_retries:
-                raise failure
-            attempt += 1
-            self._sleep(min(wait if wait is not None else 0.5 * 2**attempt, self._max_retry_wait))
-
-    @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
-        body = _maybe_json(response)
-        if not isinstance(body, dict):
-            raise ApiError(
-                f"the API answered HTTP {response.status_code} without a JSON object",
-                code="bad_response",
-                status=response.status_code,
-            )
-        return body
-
-    def _fetch_to(self, url: str, path: Path, *, what: str) -> None:
-        # A URL on the API's own origin is served by the API and needs the key; any other is storage.
-        same_origin = httpx.URL(url).is_relative_url or _origin(url) == _origin(self.api_url)
-        http = self._http if same_origin else self._storage
-        partial = path.with_name(f".{path.name}.part")
-        try:
-            with http.stream("GET", url) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    error = error_from_response(response.status_code, _maybe_json(response), None)
-                    error.message = f"cannot fetch {what}: HTTP {response.status_code} from {_origin(url)}"
-                    raise error
-                with partial.open("wb") as out:
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-            os.replace(partial, path)
-        except httpx.TransportError as exc:
-            raise NetworkError(f"cannot fetch {what} from {_origin(url)}: {exc or type(exc).__name__}") from exc
-        finally:
-            partial.unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class BatchUpload:
-    """A file placed in the inbox bucket, and the batch it becomes."""
-
-    batch_id: str
-    bucket: str
-    name: str
-    generation: int
-
-    @property
-    def uri(self) -> str:
-        return f"gs://{self.bucket}/{self.name}"
-
-
-def upload_batch_file(
-    path: str | os.PathLike[str],
-    user_id: str,
-    *,
-    settings: Settings | None = None,
-    bucket: str | None = None,
-    blobs: BlobStore | None = None,
-    name: str | None = None,
-) -> BatchUpload:
-    """Write a JSON-lines file to `gs://<inbox>/<user_id>/<name>.jsonl`, as `gcloud storage cp`
-    would, and say which batch it becomes.
-
-    This goes to storage directly, not through the API: it needs storage credentials (or the
-    emulator), not an API key. `settings` names the inbox bucket and the storage backend;
-    `bucket` and `blobs` override them. `name` defaults to the file's name without `.jsonl`.
-    The batch id is derived from bucket, object name and the new generation exactly as the
-    upload trigger derives it. Raises `ValueError` or `OSError` for a bad user id or file."""
-    from core.batches import batch_id_for
-    from core.users import USER_ID_PATTERN
-
-    if not USER_ID_PATTERN.match(user_id):
-        raise ValueError(f"user id {user_id!r} is not valid: lowercase letters, digits and '-', 2 to 63 of them")
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"no such file: {source}")
-    data = source.read_bytes()
-    if settings is not None and len(data) > settings.request_limits.max_upload_bytes:
-        raise ValueError(
-            f"{source} is {len(data)} bytes; uploads are limited to {settings.request_limits.max_upload_bytes}"
-        )
-    target_bucket = bucket or (settings.names.inbox_bucket if settings is not None else None)
-    if target_bucket is None:
-        raise ValueError("uploading a batch needs settings or a bucket")
-    if blobs is None:
-        if settings is None:
-            raise ValueError("uploading a batch needs settings (or a blob store) to reach storage")
-        from adapters.bootstrap import bootstrap
-
-        blobs = bootstrap(settings).blobs
-    stem = name or source.name.removesuffix(".jsonl")
-    object_name = f"{user_id}/{stem}.jsonl"
-    from core.ports import AdapterError
-
-    try:
-        info = blobs.write(target_bucket, object_name, data, content_type="application/x-ndjson")
-    except AdapterError as exc:
-        raise NetworkError(f"cannot upload to gs://{target_bucket}/{object_name}: {exc}") from exc
-    return BatchUpload(
-        batch_id=batch_id_for(target_bucket, object_name, info.generation),
-        bucket=target_bucket,
-        name=object_name,
-        generation=info.generation,
-    )
-
-
-def _segment(value: str) -> str:
-    """A path segment: ids are quoted so that no id can reach another route."""
-    if not value or value in (".", ".."):
-        raise ValueError(f"not a valid id: {value!r}")
-    return quote(value, safe="")
-
-
-def _origin(url: str) -> str:
-    parsed = httpx.URL(url)
-    return f"{parsed.scheme}://{parsed.netloc.decode()}"
-
-
-def _parse(build: Callable[[Mapping[str, Any]], R], data: Any) -> R:
-    """A typed result from decoded JSON; a body that does not fit the contract is an `ApiError`."""
-    try:
-        return build(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        what = getattr(build, "__qualname__", "object").split(".")[0]
-        raise ApiError(
-            f"the API sent a malformed {what} object ({type(exc).__name__}: {exc})", code="bad_response"
-        ) from exc
-
-
-def _maybe_json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    def _call(
+        self, build: Callable[[Mapping[str, Any]], R], method: str, path: str, *, retry: Retry | None = None
+    ) -> R:
+        """One request whose answer is one typed object."""
+        return parse_result(build, response_object(self._api.request(method, path, retry=retry)))

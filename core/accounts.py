@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from core import collections as c
+from core import collection_names as c
 from core.errors import Conflict, FieldError, InvalidArgument, NotFoundError, Unauthenticated
 from core.ports import AlreadyExists, DocumentStore, Filter
 from core.settings import Settings

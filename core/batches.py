@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from core.collections import BATCHES as BATCHES_COLLECTION
-from core.collections import JOBS as JOBS_COLLECTION
+from core.collection_names import BATCHES as BATCHES_COLLECTION
+from core.collection_names import JOBS as JOBS_COLLECTION
 from core.jobs import Job, derived_id
 from core.ports import AlreadyExists, BlobStore, DocumentStore, Filter
 from core.timeutil import rfc3339

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core import collections as c
+from core import collection_names as c
 from core.batches import Batch, BatchStatus
 from core.errors import InvalidTransition, NotFoundError, ResourceExhausted
 from core.jobs import Job, JobStatus, can_transition

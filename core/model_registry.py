@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import collections as c
+from core import collection_names as c
 from core.errors import Conflict, GpupipeError, InvalidArgument, NotFoundError
 from core.job_request import MODEL_NAME_PATTERN
 from core.ports import AlreadyExists, BlobStore, DocumentStore, NotFound, Transaction

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from core import collections as c
+from core import collection_names as c
 from core.errors import ResourceExhausted
 from core.ports import DocumentStore
 from core.users import User

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from core import collections as c
+from core import collection_names as c
 from core.batches import Batch, write_summary
 from core.claims import create_claim
 from core.errors import (

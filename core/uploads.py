@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core import collections as c
+from core import collection_names as c
 from core.batches import Batch, BatchStatus, batch_id_for, batch_job_id, batch_prefix, write_summary
 from core.claims import Lease, LeaseClaims
 from core.errors import ResourceExhausted

@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from core import collections as c
+from core import collection_names as c
 from core.jobs import JobStatus
 from core.ports import DocumentStore, Filter
 from core.timeutil import day_key

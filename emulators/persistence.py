@@ -140,7 +140,7 @@ def restore_outputs(running_suite: RunningSuite, persist: Path) -> int:
 def republish_unfinished(running_suite: RunningSuite) -> int:
     """Publish a job message again for every job still queued or running: Pub/Sub lost the
     messages with the emulator. The lifecycle guard makes a duplicate harmless."""
-    from core import collections as c
+    from core import collection_names as c
     from core.job_messages import publish_job
     from core.jobs import Job, JobStatus
 

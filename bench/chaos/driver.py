@@ -31,13 +31,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from client.errors import ApiError, NetworkError, RateLimited, Unavailable, WaitTimeout
-from client.sdk import Client, Job
+from bench.chaos.audit import Audit, ChaosResult, User, retrying
+from client.errors import ApiError
+from client.sdk import Client
 from core.batches import batch_id_for
 from emulators.stack import RunningStack
 
@@ -62,45 +63,6 @@ class ChaosConfig:
     seed: int = 7
 
 
-@dataclass
-class ChaosResult:
-    jobs: int = 0
-    worker_kills: int = 0
-    api_kills: int = 0
-    upload_kills: int = 0
-    terminal: int = 0
-    percent_terminal: float = 0.0
-    seconds_last_fault_to_all_terminal: float | None = None
-    p50_latency_seconds: float = 0.0
-    p99_latency_seconds: float = 0.0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    duplicate_outputs: int = 0
-    rewritten_outputs: int = 0
-    stranded: int = 0
-    usage_mismatches: int = 0
-    counters_not_zero: int = 0
-    batch_completed: bool = False
-    batch_jobs_at_kill: int | None = None
-    baseline_seconds: float = 0.0
-    after_p50_seconds: float = 0.0
-    after_max_seconds: float = 0.0
-    run_seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
-
-    def row(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["problems"] = "; ".join(self.problems)[:500]
-        return values
-
-
-@dataclass(frozen=True)
-class _User:
-    user_id: str
-    api_key: str
-
-
 class _Run:
     def __init__(self, stack: RunningStack, config: ChaosConfig, environ: Mapping[str, str]) -> None:
         self.stack = stack
@@ -108,12 +70,12 @@ class _Run:
         self.environ = dict(environ)
         self.rng = random.Random(config.seed)
         self.result = ChaosResult()
-        self.users: list[_User] = []
+        self.users: list[User] = []
         self.last_fault = time.monotonic()
         self.submitting = threading.Event()
         self.replacements: list[concurrent.futures.Future[Any]] = []
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="chaos-replace")
-        self.batch: tuple[_User, str] | None = None
+        self.batch: tuple[User, str] | None = None
         self.stack_lock = threading.Lock()
 
     # ------------------------------------------------------------------ the run
@@ -134,13 +96,13 @@ class _Run:
             after = self._timed_jobs(self.config.after_jobs)
             self.result.after_p50_seconds = round(statistics.median(after), 3)
             self.result.after_max_seconds = round(max(after), 3)
-        self._audit()
+        self._audit().run()
         self.result.run_seconds = round(time.monotonic() - began, 1)
         self.pool.shutdown(wait=True)
         return self.result
 
     # ------------------------------------------------------------------ users and clients
-    def _create_user(self, name: str) -> _User:
+    def _create_user(self, name: str) -> User:
         gpupipe = Path(sys.executable).with_name("gpupipe")
         argv = [str(gpupipe)] if gpupipe.is_file() else [sys.executable, "-m", "client.cli"]
         done = subprocess.run(
@@ -163,9 +125,9 @@ class _Run:
         if done.returncode != 0:
             raise RuntimeError(f"gpupipe admin create-user failed: {done.stderr}")
         created = json.loads(done.stdout)
-        return _User(created["user_id"], created["api_key"])
+        return User(created["user_id"], created["api_key"])
 
-    def _client(self, user: _User) -> Client:
+    def _client(self, user: User) -> Client:
         return Client(self.stack.api_url, user.api_key, timeout=20, max_retries=0)
 
     def _timed_jobs(self, count: int) -> list[float]:
@@ -175,10 +137,8 @@ class _Run:
         def one(n: int) -> float:
             with self._client(user) as client:
                 started = time.monotonic()
-                job = _retrying(
-                    lambda: client.submit({**JOB, "prompt": f"timed {n}"}, idempotency_key=uuid.uuid4().hex)
-                )
-                done = _retrying(lambda: client.wait(job.id, timeout=300, poll_interval=0.1, max_poll_interval=0.5))
+                job = retrying(lambda: client.submit({**JOB, "prompt": f"timed {n}"}, idempotency_key=uuid.uuid4().hex))
+                done = retrying(lambda: client.wait(job.id, timeout=300, poll_interval=0.1, max_poll_interval=0.5))
                 if done.status != "succeeded":
                     self.result.problems.append(f"timed job {job.id} ended {done.status}")
                 return time.monotonic() - started
@@ -200,7 +160,7 @@ class _Run:
                 with self._client(user) as client:
                     key = uuid.uuid4().hex
                     body = {**JOB, "prompt": f"chaos job {n}", "seed": n}
-                    _retrying(lambda c=client, b=body, k=key: c.submit(b, idempotency_key=k))
+                    retrying(lambda c=client, b=body, k=key: c.submit(b, idempotency_key=k))
                 time.sleep(self.rng.uniform(0.0, 0.2))
 
         threads = [threading.Thread(target=submitter, name=f"chaos-submit-{i}") for i in range(self.config.submitters)]
@@ -289,18 +249,13 @@ class _Run:
             self.result.batch_jobs_at_kill = sum(1 for j in client.iter_jobs(page_size=100) if j.batch_id == batch_id)
 
     # ------------------------------------------------------------------ waiting and auditing
-    def _all_jobs(self) -> dict[str, tuple[_User, Job]]:
-        jobs: dict[str, tuple[_User, Job]] = {}
-        for user in self.users:
-            with self._client(user) as client:
-                for job in _retrying(lambda c=client: list(c.iter_jobs(page_size=100))):
-                    jobs[job.id] = (user, job)
-        return jobs
+    def _audit(self) -> Audit:
+        return Audit(self.stack, self.users, self.result, self.batch, self._client)
 
     def _wait_all_terminal(self) -> None:
         deadline = self.last_fault + self.config.bound_seconds
         while True:
-            jobs = self._all_jobs()
+            jobs = self._audit().all_jobs()
             pending = [j for _, j in jobs.values() if not j.terminal]
             if not pending:
                 self.result.seconds_last_fault_to_all_terminal = round(time.monotonic() - self.last_fault, 1)
@@ -314,100 +269,6 @@ class _Run:
                 )
                 return
             time.sleep(1.0)
-
-    def _audit(self) -> None:
-        jobs = self._all_jobs()
-        result = self.result
-        terminal = [j for _, j in jobs.values() if j.terminal]
-        result.terminal = len(terminal)
-        result.percent_terminal = round(100.0 * len(terminal) / max(1, len(jobs)), 2)
-        for status in ("succeeded", "failed", "cancelled"):
-            setattr(result, status, sum(1 for j in terminal if j.status == status))
-        latencies = sorted(
-            (j.completed_at - j.created_at).total_seconds()
-            for j in terminal
-            if j.completed_at is not None and j.created_at is not None
-        )
-        if latencies:
-            result.p50_latency_seconds = round(statistics.median(latencies), 2)
-            result.p99_latency_seconds = round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)
-        for job in terminal:
-            if job.status == "failed":
-                result.problems.append(f"job {job.id} failed: {job.error}")
-        result.problems[:] = result.problems[:20]
-        self._audit_outputs(jobs)
-        self._audit_usage(jobs)
-        self._audit_batch()
-
-    def _outputs(self) -> dict[str, int]:
-        blobs = self.stack.suite.backends.blobs
-        bucket = self.stack.settings.names.outputs_bucket
-        return {b.name: b.generation for user in self.users for b in blobs.list(bucket, f"{user.user_id}/jobs/")}
-
-    def _audit_outputs(self, jobs: Mapping[str, tuple[_User, Job]]) -> None:
-        first = self._outputs()
-        time.sleep(5)  # anything still writing (a worker that lost its claim) would show now
-        second = self._outputs()
-        self.result.rewritten_outputs = sum(1 for name, gen in first.items() if second.get(name, gen) != gen)
-        per_job: dict[str, int] = {}
-        for name in second:
-            job_id = name.split("/")[2]
-            per_job[job_id] = per_job.get(job_id, 0) + 1
-        for job_id, count in per_job.items():
-            known = jobs.get(job_id)
-            images = int(known[1].input.get("num_images", 1)) if known else 0
-            if count > images or (known and known[1].status == "succeeded" and len(known[1].outputs) != count):
-                self.result.duplicate_outputs += 1
-                self.result.problems.append(f"job {job_id} has {count} output objects for {images} images")
-
-    def _audit_usage(self, jobs: Mapping[str, tuple[_User, Job]]) -> None:
-        for user in self.users:
-            with self._client(user) as client:
-                usage = _retrying(client.usage)
-            terminal = sum(1 for u, j in jobs.values() if u.user_id == user.user_id and j.terminal)
-            if usage.jobs != terminal:
-                self.result.usage_mismatches += 1
-                self.result.problems.append(
-                    f"user {user.user_id}: {usage.jobs} usage records, {terminal} terminal jobs"
-                )
-            active = int(usage.raw.get("active_jobs", 0))
-            if active != 0:
-                self.result.counters_not_zero += 1
-                self.result.problems.append(f"user {user.user_id}: active_jobs is {active}")
-
-    def _audit_batch(self) -> None:
-        if self.batch is None:
-            self.result.batch_completed = True
-            return
-        user, batch_id = self.batch
-        with self._client(user) as client:
-            try:
-                batch = _retrying(lambda: client.wait_batch(batch_id, timeout=30, poll_interval=0.5))
-            except WaitTimeout as exc:
-                self.result.problems.append(f"batch {batch_id}: {exc}")
-                return
-        blobs = self.stack.suite.backends.blobs
-        bucket = self.stack.settings.names.outputs_bucket
-        summaries = blobs.list(bucket, f"{user.user_id}/batches/{batch_id}/summary.json")
-        self.result.batch_completed = batch.status == "completed" and len(summaries) == 1
-        if not self.result.batch_completed:
-            self.result.problems.append(f"batch {batch_id} is {batch.status} with {len(summaries)} summaries")
-
-
-def _retrying(call: Callable[[], Any], *, attempts: int = 120) -> Any:
-    """Retry through what a fault makes a client see: a dead api (network errors), 503s and 429s."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except (NetworkError, Unavailable) as exc:
-            if attempt + 1 == attempts:
-                raise
-            time.sleep(min(2.0, 0.2 * (attempt + 1)) if not getattr(exc, "retry_after", None) else 1.0)
-        except RateLimited as exc:
-            if attempt + 1 == attempts:
-                raise
-            time.sleep(min(exc.retry_after or 1.0, 2.0))
-    raise AssertionError("unreachable")
 
 
 def run(stack: RunningStack, config: ChaosConfig, environ: Mapping[str, str]) -> ChaosResult:

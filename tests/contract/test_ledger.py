@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from core import collections as c
+from core import collection_names as c
 from core.errors import InvalidTransition
 from core.jobs import Job, JobStatus
 from core.ledger import JobLedger, Transition

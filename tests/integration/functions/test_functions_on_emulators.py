@@ -16,7 +16,7 @@ from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 
 from adapters.bootstrap import bootstrap
-from core import collections as c
+from core import collection_names as c
 from core.batches import batch_id_for
 from core.settings import Settings
 from functions import wiring

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from adapters.memory import MemoryDocumentStore
-from core import collections as c
+from core import collection_names as c
 from core.batches import Batch, BatchStatus
 from core.errors import InvalidTransition, NotFoundError, ResourceExhausted
 from core.jobs import Job, JobOutput, JobStatus

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from adapters.memory import MemoryBackends
-from core import collections as c
+from core import collection_names as c
 from core import execution
 from core.dead_letters import DeadLetterHandler
 from core.errors import ClaimHeld, ClaimLost

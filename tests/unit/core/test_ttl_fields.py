@@ -4,7 +4,7 @@ carry `expires_at`, or they pile up forever."""
 import datetime as dt
 
 from adapters.memory import MemoryBackends
-from core import collections as c
+from core import collection_names as c
 from core.accounts import Accounts
 from core.settings import Settings
 from core.submission import JobService

@@ -14,7 +14,7 @@ import pytest
 
 from adapters.http_webhooks import HttpWebhookSender
 from adapters.memory import MemoryBlobStore, MemoryDocumentStore, MemoryWebhookSender
-from core import collections as c
+from core import collection_names as c
 from core.jobs import Job, JobStatus
 from core.ledger import JobLedger
 from core.ports import BackendUnavailable

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from adapters.memory import MemoryBackends, MemoryDocumentStore
-from core import collections as c
+from core import collection_names as c
 from core.jobs import JobStatus
 from core.ledger import JobLedger
 from core.ports import BackendUnavailable

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from adapters.memory import MemoryBackends
-from core import collections as c
+from core import collection_names as c
 from core.batches import Batch, BatchStatus
 from core.timeutil import utcnow
 from functions import wiring

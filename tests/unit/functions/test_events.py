@@ -15,7 +15,7 @@ from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
 from adapters.memory import MemoryBackends
-from core import collections as c
+from core import collection_names as c
 from core import execution
 from core.batches import batch_id_for
 from core.jobs import JobStatus
