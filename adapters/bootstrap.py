@@ -53,10 +53,11 @@ class Backends:
         self.settings = settings
         self._overrides = overrides
 
-    def _pick(self, name: str, build: Any) -> Any:
+    def _adapter(self, name: str, memory: Callable[[Any], Any], gcp: Callable[[], Any]) -> Any:
+        """An override by `name`, else the memory fake (`memory(fakes)`) or the GCP adapter (`gcp()`)."""
         if name in self._overrides:
             return self._overrides[name]
-        return build()
+        return memory(self._memory) if self.settings.backend == "memory" else gcp()
 
     @functools.cached_property
     def _memory(self) -> Any:
@@ -66,98 +67,81 @@ class Backends:
 
     @functools.cached_property
     def blobs(self) -> BlobStore:
-        def build() -> BlobStore:
-            if self.settings.backend == "memory":
-                return self._memory.blobs
-            from adapters.gcp.storage import GcsBlobStore
-
-            # Against fake-gcs-server, URLs are the emulator's unsigned download links.
-            return GcsBlobStore(
-                self.settings.project_id,
-                endpoint=self.settings.storage_emulator_host,
-                public_url=self.settings.public_storage_url or self.settings.storage_emulator_host,
-            )
-
-        return self._pick("blobs", build)  # type: ignore[no-any-return]
+        return self._adapter("blobs", lambda fakes: fakes.blobs, self._gcs)  # type: ignore[no-any-return]
 
     @functools.cached_property
     def documents(self) -> DocumentStore:
-        def build() -> DocumentStore:
-            if self.settings.backend == "memory":
-                return self._memory.documents
-            from adapters.gcp.firestore import FirestoreDocumentStore
-
-            return FirestoreDocumentStore(self.settings.project_id, emulator_host=self.settings.firestore_emulator_host)
-
-        return self._pick("documents", build)  # type: ignore[no-any-return]
+        return self._adapter("documents", lambda fakes: fakes.documents, self._firestore)  # type: ignore[no-any-return]
 
     @functools.cached_property
     def publisher(self) -> Publisher:
-        def build() -> Publisher:
-            if self.settings.backend == "memory":
-                return self._memory.pubsub
-            from adapters.gcp.pubsub import PubSubPublisher
-
-            return PubSubPublisher(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
-
-        return self._pick("publisher", build)  # type: ignore[no-any-return]
+        return self._adapter("publisher", lambda fakes: fakes.pubsub, self._pubsub_publisher)  # type: ignore[no-any-return]
 
     @functools.cached_property
     def subscriber(self) -> Subscriber:
-        def build() -> Subscriber:
-            if self.settings.backend == "memory":
-                return self._memory.pubsub
-            from adapters.gcp.pubsub import PubSubSubscriber
-
-            return PubSubSubscriber(
-                self.settings.project_id,
-                emulator_host=self.settings.pubsub_emulator_host,
-                pull_mode=self.settings.worker.pull_mode,
-            )
-
-        return self._pick("subscriber", build)  # type: ignore[no-any-return]
+        return self._adapter("subscriber", lambda fakes: fakes.pubsub, self._pubsub_subscriber)  # type: ignore[no-any-return]
 
     @functools.cached_property
     def messaging_admin(self) -> MessagingAdmin:
-        def build() -> MessagingAdmin:
-            if self.settings.backend == "memory":
-                return self._memory.pubsub
-            from adapters.gcp.pubsub import PubSubAdmin
-
-            return PubSubAdmin(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
-
-        return self._pick("messaging_admin", build)  # type: ignore[no-any-return]
+        return self._adapter("messaging_admin", lambda fakes: fakes.pubsub, self._pubsub_admin)  # type: ignore[no-any-return]
 
     @functools.cached_property
     def webhooks(self) -> WebhookSender:
-        def build() -> WebhookSender:
-            if self.settings.backend == "memory":
-                return self._memory.webhooks
-            from adapters.http_webhooks import HttpWebhookSender
+        return self._adapter("webhooks", lambda fakes: fakes.webhooks, self._http_webhooks)  # type: ignore[no-any-return]
 
-            return HttpWebhookSender()
+    # ------------------------------------------------------------------ the GCP adapters (emulators included)
+    def _gcs(self) -> BlobStore:
+        from adapters.gcp.storage import GcsBlobStore
 
-        return self._pick("webhooks", build)  # type: ignore[no-any-return]
+        # Against fake-gcs-server, URLs are the emulator's unsigned download links.
+        s = self.settings
+        return GcsBlobStore(
+            s.project_id, endpoint=s.storage_emulator_host, public_url=s.public_storage_url or s.storage_emulator_host
+        )
+
+    def _firestore(self) -> DocumentStore:
+        from adapters.gcp.firestore import FirestoreDocumentStore
+
+        return FirestoreDocumentStore(self.settings.project_id, emulator_host=self.settings.firestore_emulator_host)
+
+    def _pubsub_publisher(self) -> Publisher:
+        from adapters.gcp.pubsub import PubSubPublisher
+
+        return PubSubPublisher(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
+
+    def _pubsub_subscriber(self) -> Subscriber:
+        from adapters.gcp.pubsub import PubSubSubscriber
+
+        s = self.settings
+        return PubSubSubscriber(s.project_id, emulator_host=s.pubsub_emulator_host, pull_mode=s.worker.pull_mode)
+
+    def _pubsub_admin(self) -> MessagingAdmin:
+        from adapters.gcp.pubsub import PubSubAdmin
+
+        return PubSubAdmin(self.settings.project_id, emulator_host=self.settings.pubsub_emulator_host)
+
+    def _http_webhooks(self) -> WebhookSender:
+        from adapters.http_webhooks import HttpWebhookSender
+
+        return HttpWebhookSender()
 
     @functools.cached_property
     def backlog(self) -> BacklogReader:
-        def build() -> BacklogReader:
-            from adapters.gcp.monitoring import MonitoringBacklogReader
+        if "backlog" in self._overrides:
+            return self._overrides["backlog"]  # type: ignore[no-any-return]
+        from adapters.gcp.monitoring import MonitoringBacklogReader
 
-            return MonitoringBacklogReader(self.settings.project_id)
-
-        return self._pick("backlog", build)  # type: ignore[no-any-return]
+        return MonitoringBacklogReader(self.settings.project_id)
 
     @functools.cached_property
     def worker_jobs(self) -> WorkerJobRunner:
-        def build() -> WorkerJobRunner:
-            if self.settings.dispatch.worker_job is None:
-                raise NotConfigured("GPUPIPE_DISPATCH_WORKER_JOB is not set: there is no worker job to start")
-            from adapters.gcp.cloudrun_jobs import CloudRunWorkerJobs
+        if "worker_jobs" in self._overrides:
+            return self._overrides["worker_jobs"]  # type: ignore[no-any-return]
+        if self.settings.dispatch.worker_job is None:
+            raise NotConfigured("GPUPIPE_DISPATCH_WORKER_JOB is not set: there is no worker job to start")
+        from adapters.gcp.cloudrun_jobs import CloudRunWorkerJobs
 
-            return CloudRunWorkerJobs(self.settings.dispatch.worker_job)
-
-        return self._pick("worker_jobs", build)  # type: ignore[no-any-return]
+        return CloudRunWorkerJobs(self.settings.dispatch.worker_job)
 
 
 class App(Backends):

@@ -1,4 +1,4 @@
-"""Typed views of the API's JSON objects (the HTTP contract in DESIGN.md).
+"""Typed views of the API's JSON objects (the HTTP contract in the README, "The HTTP API (v1)").
 
 Each class is built with `from_dict` from the decoded JSON and keeps that dict as `raw`, so a
 field the contract adds later is still reachable and `--json` output stays exactly what the API

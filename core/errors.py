@@ -16,61 +16,66 @@ class FieldError:
 
 
 class GpupipeError(Exception):
+    """Base of the domain's errors; `code` is the API's error code (`class X(GpupipeError, code=...)`)."""
+
     code = "internal"
+
+    def __init_subclass__(cls, code: str | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class InvalidArgument(GpupipeError):
-    code = "invalid_argument"
+class InvalidArgument(GpupipeError, code="invalid_argument"):
+    """The request is invalid; `details` names each bad field."""
 
     def __init__(self, message: str, details: list[FieldError] | None = None) -> None:
         super().__init__(message)
         self.details = details or []
 
 
-class Unauthenticated(GpupipeError):
-    code = "unauthenticated"
+class Unauthenticated(GpupipeError, code="unauthenticated"):
+    """No valid API key."""
 
 
-class NotFoundError(GpupipeError):
-    code = "not_found"
+class NotFoundError(GpupipeError, code="not_found"):
+    """No such object for this caller."""
 
 
-class Conflict(GpupipeError):
-    code = "conflict"
+class Conflict(GpupipeError, code="conflict"):
+    """The object's state forbids the change."""
 
 
-class PayloadTooLarge(GpupipeError):
-    code = "payload_too_large"
+class PayloadTooLarge(GpupipeError, code="payload_too_large"):
+    """The body or file is over its limit."""
 
 
-class UnsupportedMediaType(GpupipeError):
-    code = "unsupported_media_type"
+class UnsupportedMediaType(GpupipeError, code="unsupported_media_type"):
+    """The body is not JSON."""
 
 
-class ResourceExhausted(GpupipeError):
-    code = "resource_exhausted"
+class ResourceExhausted(GpupipeError, code="resource_exhausted"):
+    """A rate, concurrency or quota limit; retry after `retry_after_seconds`."""
 
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
 
 
-class Unavailable(GpupipeError):
-    code = "unavailable"
+class Unavailable(GpupipeError, code="unavailable"):
+    """A backend is down; retry after `retry_after_seconds`."""
 
     def __init__(self, message: str, retry_after_seconds: int = 5) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
 
 
-class InvalidTransition(GpupipeError):
+class InvalidTransition(GpupipeError, code="conflict"):
     """A job lifecycle change that the rules forbid (it would move the job backwards)."""
-
-    code = "conflict"
 
 
 class ClaimHeld(InvalidTransition):

@@ -1,6 +1,6 @@
 """The upload trigger: a JSON-lines file finalized in the inbox bucket becomes a batch of jobs.
 
-Contract (see DESIGN.md, "The upload trigger"):
+Contract (the README's "The upload trigger"):
 - `gs://<inbox>/<user_id>/<any path>.jsonl`: every non-empty line is a job request.
 - The batch id comes from (bucket, object, generation) and each job id from (batch id, line
   number), so a redelivered or replayed event creates nothing new.

@@ -3,6 +3,8 @@ a `PermanentError` fails the job and acks; a `TransientError` nacks for a later 
 
 from __future__ import annotations
 
+from core.ports import AdapterError
+
 
 class WorkerError(Exception):
     """Base of the worker's own errors."""
@@ -27,3 +29,7 @@ class TransientError(WorkerError):
 
 class BatchCancelled(WorkerError):
     """Every job of the running batch was cancelled; raised from the step callback to stop the pipeline."""
+
+
+TRANSIENT = (AdapterError, TransientError, TimeoutError, ConnectionError)
+"""Backend failures that another attempt may get past: the message is nacked."""

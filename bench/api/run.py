@@ -6,7 +6,7 @@ starts `functions-framework --target api`, drives it with Locust (headless) and 
 throughput) and `results/api_cold_start.csv` (time to `import functions.main` in a fresh
 interpreter). Prints a table.
 
-    .venv/bin/python bench/api/run.py [--users 8] [--accounts 1] [--seconds 30] [--imports 5]
+    .venv/bin/python -m bench.api.run [--users 8] [--accounts 1] [--seconds 30] [--imports 5]
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from core.accounts import Accounts
+from core.settings import Settings
+from emulators import suite
 
-from core.accounts import Accounts  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from emulators import suite  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cold_start_seconds(runs: int) -> list[float]:

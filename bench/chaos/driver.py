@@ -50,13 +50,17 @@ JOB = {"width": 64, "height": 64, "num_inference_steps": 20}
 @dataclass(frozen=True)
 class ChaosConfig:
     jobs: int = 60
+    """HTTP jobs, spread over `users` users and submitted by `submitters` concurrent clients."""
     users: int = 5
     worker_kills: int = 6
+    """Worker SIGKILLs, one every `kill_interval` seconds (±30 %), each worker replaced at once."""
     kill_interval: float = 10.0
     api_kills: int = 1
     upload_lines: int = 50
+    """Lines of the one upload whose ingest `on_upload` is SIGKILLed in (`upload_kills` of 0 or 1)."""
     upload_kills: int = 1
     after_jobs: int = 5
+    """Jobs submitted after the faults, timed against one on the fresh stack."""
     bound_seconds: float = 120.0
     """The contract: every accepted job is terminal this long after the last fault."""
     submitters: int = 6

@@ -20,9 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +38,9 @@ def table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Nothing comes from a model hub here; set before diffusers is imported (the entry point's job).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = argparse.ArgumentParser(prog="python -m bench.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results", help="folder for the CSV files (default results/)")
     parser.add_argument("--jobs", type=int, default=32, help="jobs per batch-size run (at least 3 batches)")

@@ -2,7 +2,7 @@
 
 512x512, 25 steps, guidance 7.5. Our runner in fp16 (SDPA, channels-last UNet) at batch 1, 4,
 8 and 16, against plain diffusers in fp32 at batch 1 on the same machine. Each figure is also
-given as a fraction of the compute bound: 42.7 TFLOP per image (DESIGN.md "The model") at the
+given as a fraction of the compute bound: 42.7 TFLOP per image (the README's "Measured figures") at the
 device's dense fp16/bf16 tensor peak.
 
 Runs only where CUDA is present; elsewhere it says so and returns no rows (no figure is

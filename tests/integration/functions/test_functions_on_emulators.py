@@ -196,7 +196,7 @@ def on_upload_process(emulator_suite: Any, emulator_settings: Settings, tmp_path
 
 
 def test_emulator_push_subscription_delivers_uploads_to_the_function(services, on_upload_process):
-    """The local path of DESIGN.md: fake-gcs-server's notification -> uploads topic -> a push
+    """The local upload path (README, "Architecture"): fake-gcs-server's notification -> uploads topic -> a push
     subscription -> a raw Pub/Sub push request that functions-framework turns into a CloudEvent."""
     import time
     import uuid

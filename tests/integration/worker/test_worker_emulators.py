@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from adapters.bootstrap import Backends
-from core import collections as c
+from core import collection_names as c
 from core.dead_letters import DeadLetterHandler
 from core.jobs import JobStatus
 from core.ledger import JobLedger

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from core import collections as c
+from core import collection_names as c
 from core.batches import Batch, BatchStatus
 from core.job_messages import job_message
 from core.job_request import validate_request

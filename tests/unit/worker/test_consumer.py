@@ -16,7 +16,7 @@ import pytest
 
 from adapters.memory import MemoryBackends
 from adapters.memory.documents import MemoryDocumentStore
-from core import collections as c
+from core import collection_names as c
 from core import execution
 from core.jobs import JobStatus, output_object_name
 from core.ledger import JobLedger
