@@ -3,7 +3,7 @@
 `bootstrap(settings, **overrides)` returns an `App`: the adapters (`Backends`: Google clients
 pointed at GCP or the emulators, or the memory fakes) and the core services on them (one
 `JobLedger` with the one `WebhookNotifier`, the job service, the upload trigger, the dead-letter
-handler, the reconciler, accounts, the dispatcher, and `worker(...)` for the GPU worker). Each is
+handler, the reconciler, accounts, the dispatcher; the GPU worker takes its ledger and reconciler). Each is
 built on first use and then cached, so a warm function instance reuses its clients; nothing is
 built at import time. Overrides swap single adapters by name (`documents=`, `blobs=`,
 `publisher=`, `subscriber=`, `messaging_admin=`, `webhooks=`, `backlog=`, `worker_jobs=`) for tests.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.accounts import Accounts
 from core.dead_letters import DeadLetterHandler
@@ -37,11 +37,6 @@ from core.settings import Settings
 from core.submission import JobService
 from core.uploads import UploadTrigger
 from core.webhooks import WebhookNotifier
-
-if TYPE_CHECKING:
-    from gpu_worker.consumer import Worker
-    from gpu_worker.metrics import WorkerMetrics
-    from gpu_worker.runner import Runner
 
 
 class NotConfigured(RuntimeError):
@@ -205,22 +200,6 @@ class App(Backends):
         dispatch = self.settings.dispatch
         policy = DispatchPolicy(jobs_per_worker=dispatch.jobs_per_worker, max_workers=dispatch.max_workers)
         return Dispatcher(self.backlog, self.worker_jobs, policy, subscription=self.settings.names.jobs_subscription)
-
-    def worker(self, runner: Runner, *, worker_id: str, metrics: WorkerMetrics | None = None) -> Worker:
-        """The GPU worker's consumer on this process's ledger and reconciler."""
-        from gpu_worker.consumer import Worker
-
-        return Worker(
-            self.settings,
-            documents=self.documents,
-            blobs=self.blobs,
-            subscriber=self.subscriber,
-            runner=runner,
-            worker_id=worker_id,
-            metrics=metrics,
-            ledger=self.ledger,
-            reconciler=self.reconciler,
-        )
 
 
 def bootstrap(settings: Settings, **overrides: Any) -> App:

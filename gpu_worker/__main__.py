@@ -97,6 +97,7 @@ class _Process:
         from diffusers import StableDiffusionPipeline  # noqa: F401 (its lazy import is a second bulk)
 
         from adapters.bootstrap import bootstrap
+        from gpu_worker.consumer import Worker
         from gpu_worker.health import HealthServer
         from gpu_worker.metrics import WorkerMetrics
         from gpu_worker.model_store import resolve_model
@@ -120,7 +121,17 @@ class _Process:
                 local_files_only=source.local,
             )
             warm_up_seconds = runner.warm_up()
-            worker = app.worker(runner, worker_id=self.worker_id, metrics=metrics)
+            worker = Worker(
+                settings,
+                documents=app.documents,
+                blobs=app.blobs,
+                subscriber=app.subscriber,
+                runner=runner,
+                worker_id=self.worker_id,
+                metrics=metrics,
+                ledger=app.ledger,
+                reconciler=app.reconciler,
+            )
             if self.stop_requested:
                 log.info("stopped before pulling", extra={"worker_id": self.worker_id})
                 return 0
