@@ -6,13 +6,19 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
+from collections.abc import Iterator
 
 from locust import FastHttpUser, constant, task
 
-_KEYS = itertools.cycle(os.environ.get("GPUPIPE_API_KEYS", os.environ.get("GPUPIPE_API_KEY", "")).split(","))
+
+@functools.cache
+def _keys() -> Iterator[str]:
+    """The accounts' keys in turn, from the environment locust was started with (read on first use)."""
+    return itertools.cycle(os.environ.get("GPUPIPE_API_KEYS", os.environ.get("GPUPIPE_API_KEY", "")).split(","))
 
 
 class Submitter(FastHttpUser):
@@ -21,7 +27,7 @@ class Submitter(FastHttpUser):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        self.headers = {"Authorization": f"Bearer {next(_KEYS)}"}
+        self.headers = {"Authorization": f"Bearer {next(_keys())}"}
 
     @task
     def submit(self) -> None:
