@@ -101,16 +101,19 @@ class DeadLetterHandler:
 
     def _redelivered(self, job: Job) -> bool:
         """True when the job is left to a live holder or was published again."""
-        max_attempts = self._settings.recovery.max_attempts
-        # Bounded too by redeliveries, so a job no worker ever takes still ends.
-        if self._reconciler is None or job.attempts >= max_attempts or job.requeues >= 2 * max_attempts:
+        if self._reconciler is None:
             return False
         context = {"job_id": job.id, "user_id": job.user_id, "attempts": job.attempts}
         now = self._clock()
         held = job.status is JobStatus.RUNNING and job.worker_id is not None
         if held and job.updated_at >= now - stale_after(self._settings):
+            # Whatever its attempts: the holder finishes it (or, should it die, the reconciler).
             log.info("dead letter of a job a live worker holds; left to it", extra=context)
             return True
+        max_attempts = self._settings.recovery.max_attempts
+        # Bounded too by redeliveries, so a job no worker ever takes still ends.
+        if job.attempts >= max_attempts or job.requeues >= 2 * max_attempts:
+            return False
         # `skipped` too means someone else is acting on the job right now.
         outcome = self._reconciler.redeliver(job.id, job.status, before=now + dt.timedelta(seconds=1))
         log.warning("dead letter of a job workers claimed %d times: %s", job.attempts, outcome, extra=context)

@@ -34,13 +34,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core import collection_names as c
 from core import execution
-from core.batches import write_summary
+from core.batches import Batch, BatchStatus, write_summary
 from core.errors import InvalidTransition, NotFoundError
 from core.job_messages import publish_job
 from core.jobs import Job, JobStatus
 from core.ledger import JobLedger, stale_after
-from core.ports import AdapterError, BlobStore, DocumentStore, Publisher
+from core.ports import AdapterError, BlobStore, DocumentStore, Filter, Publisher
 from core.settings import Settings
 from core.timeutil import utcnow
 
@@ -54,11 +55,14 @@ _MAX_BACKOFF_FACTOR = 8
 class SweepReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    summaries: list[str] = field(default_factory=list)
+    """Completed batches whose missing summary.json this sweep wrote."""
     errors: list[str] = field(default_factory=list)
     """Jobs (or queries) the sweep could not act on this time; the next sweep tries again."""
 
     def as_dict(self) -> dict[str, object]:
-        return {"requeued": len(self.requeued), "failed": len(self.failed), "errors": len(self.errors)}
+        counts = (self.requeued, self.failed, self.summaries, self.errors)
+        return dict(zip(("requeued", "failed", "summaries", "errors"), map(len, counts), strict=True))
 
 
 class Reconciler:
@@ -105,6 +109,7 @@ class Reconciler:
                 before = now - bound * _backoff(job) if status is JobStatus.QUEUED else now - bound
                 if job.updated_at < before:
                     candidates.append((job, before))
+        self._write_missing_summaries(report)
         self._rng.shuffle(candidates)
         for job, before in candidates:
             try:
@@ -117,9 +122,33 @@ class Reconciler:
                 report.requeued.append(job.id)
             elif outcome == "failed":
                 report.failed.append(job.id)
-        if report.requeued or report.failed or report.errors:
+        if report.requeued or report.failed or report.summaries or report.errors:
             log.info("recovery sweep: %s", report.as_dict())
         return report
+
+    def _write_missing_summaries(self, report: SweepReport) -> None:
+        """A batch whose jobs all ended has its `summary.json` written by whoever ended the last
+        one; when that write failed and nothing retries it (the job was failed by a sweep, or
+        the upload was finalized already), the sweep writes it. Create-only, so never twice."""
+        try:
+            page = self._documents.query(
+                c.BATCHES,
+                where=[Filter("status", "==", BatchStatus.COMPLETED.value), Filter("summary_uri", "==", None)],
+                limit=self._settings.recovery.sweep_limit,
+            )
+        except AdapterError as exc:
+            log.warning("could not look for batches without a summary: %s", exc)
+            report.errors.append("query batches")
+            return
+        for doc in page.documents:
+            batch = Batch.from_document(doc.id, doc.data)
+            try:
+                write_summary(self._blobs, self._documents, self._settings.names.outputs_bucket, batch)
+            except AdapterError as exc:
+                log.warning("could not write the batch summary (%s)", exc, extra={"batch_id": batch.id})
+                report.errors.append(batch.id)
+                continue
+            report.summaries.append(batch.id)
 
     def redeliver(self, job_id: str, status: JobStatus, before: dt.datetime) -> str:
         """Take the job over (if it still is in `status`, unwritten since `before`) and publish it

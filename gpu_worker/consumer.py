@@ -115,6 +115,9 @@ class Worker:
             worker_id=worker_id,
         )
         self._stop = threading.Event()
+        # The monitor outlives a stop request: while the worker drains, its jobs still need
+        # heartbeats, cancel checks and lost-claim checks. It ends when the drain is over.
+        self._halt = threading.Event()
         self._aborting = threading.Event()
         self._monitor = Monitor(
             settings,
@@ -123,7 +126,7 @@ class Worker:
             batcher=self._batcher,
             delivery=self._delivery,
             pull=self._pull,
-            stop=self._stop,
+            stop=self._halt,
             on_idle=lambda: self.request_stop("idle"),
             worker_id=worker_id,
             clock=clock,
@@ -192,6 +195,7 @@ class Worker:
             self._aborting.set()
             self._inflight.wait_empty(time.monotonic() + 10)
         self._stop.set()
+        self._halt.set()
         held, leftovers = self._inflight.close()
         for message in held:
             message.nack()

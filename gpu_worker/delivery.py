@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from core import execution
 from core.errors import ClaimLost, InvalidTransition
 from core.ledger import JobLedger
+from core.ports import AdapterError
 from gpu_worker.errors import TRANSIENT, PermanentError
 from gpu_worker.metrics import WorkerMetrics
 from gpu_worker.outputs import Outputs
@@ -135,11 +136,19 @@ class Delivery:
         """Ack or nack the task's message once, count the outcome, and drop it from the table."""
         if not task.finish():
             return
-        if not ack:
-            self._release(task)
-        (task.message.ack if ack else task.message.nack)()
-        self._metrics.jobs.labels(outcome).inc()
-        self._inflight.remove(task)
+        try:
+            if not ack:
+                self._release(task)
+            (task.message.ack if ack else task.message.nack)()
+        except AdapterError as exc:
+            # The message's lease lapses and it comes back; this worker must forget the task
+            # anyway, or the job would look in flight here for ever.
+            log.warning(
+                "could not settle the message (%s); it comes back once its lease lapses", exc, extra=task.log_extra
+            )
+        finally:
+            self._metrics.jobs.labels(outcome).inc()
+            self._inflight.remove(task)
 
     def _release(self, task: Task) -> None:
         """Give the claim back before the nack, so the redelivery can be claimed at once."""

@@ -62,22 +62,33 @@ class Monitor:
         lease_every = max(1.0, self._config.lease_extension_seconds / 3)
         last_lease = time.monotonic()
         while not self._stop.wait(min(0.25, interval)):
-            now = time.monotonic()
-            tasks = self._inflight.tasks()
+            try:
+                last_lease = self._once(interval, lease_every, last_lease)
+            except Exception:  # the monitor must outlive anything one round does; the traceback is logged
+                log.exception(
+                    "monitor round failed; the next one runs as scheduled", extra={"worker_id": self._worker_id}
+                )
+
+    def _once(self, interval: float, lease_every: float, last_lease: float) -> float:
+        """One round: status checks, leases and heartbeats when due, the stall check, idleness.
+        Returns when leases were last extended."""
+        now = time.monotonic()
+        tasks = self._inflight.tasks()
+        for task in tasks:
+            try:
+                self._watch(task, now, interval)
+            except TRANSIENT as exc:
+                log.warning("could not check the job (%s)", exc, extra=task.log_extra)
+        if now - last_lease >= lease_every:
+            last_lease = now
             for task in tasks:
-                try:
-                    self._watch(task, now, interval)
-                except TRANSIENT as exc:
-                    log.warning("could not check the job (%s)", exc, extra=task.log_extra)
-            if now - last_lease >= lease_every:
-                last_lease = now
-                for task in tasks:
-                    self._extend_lease(task)
-            self._check_stall(now, bool(tasks))
-            idle_limit = self._config.exit_when_idle_seconds
-            if idle_limit is not None and not tasks and now - self._inflight.last_activity >= idle_limit:
-                log.info("idle for %.0f s; stopping", idle_limit, extra={"worker_id": self._worker_id})
-                self._on_idle()
+                self._extend_lease(task)
+        self._check_stall(now, bool(tasks))
+        idle_limit = self._config.exit_when_idle_seconds
+        if idle_limit is not None and not tasks and now - self._inflight.last_activity >= idle_limit:
+            log.info("idle for %.0f s; stopping", idle_limit, extra={"worker_id": self._worker_id})
+            self._on_idle()
+        return last_lease
 
     def _check_stall(self, now: float, busy: bool) -> None:
         """A pull that received nothing for `stream_stall_seconds` while jobs have been queued

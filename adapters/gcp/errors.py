@@ -11,7 +11,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.auth import exceptions as auth_exc
 
-from core.ports import AlreadyExists, BackendUnavailable, NotFound, PreconditionFailed, TransactionAborted
+from core.ports import AdapterError, AlreadyExists, BackendUnavailable, NotFound, PreconditionFailed, TransactionAborted
 
 # What a retry may outlast: the backend is down, overloaded or slow.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -67,3 +67,7 @@ def translated(what: str) -> Iterator[None]:
         raise PreconditionFailed(f"{what}: {exc.message}") from exc
     except TRANSIENT as exc:
         raise BackendUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except gexc.GoogleAPIError as exc:
+        # Anything else the backend answered (Unknown, Cancelled, InvalidArgument, ...): still a
+        # port error, so no caller has to know Google's exception types.
+        raise AdapterError(f"{what}: {type(exc).__name__}: {exc}") from exc

@@ -159,6 +159,11 @@ class PollingPull(StreamingPull):
         with self._cond:
             closing = self._closing.is_set()
             if not closing:
+                # A message back after its lease lapsed here replaces its old delivery, whose ack id
+                # is dead: forget that one, or its flow-control place would be lost for good.
+                again = {m.message_id for m in messages}
+                for ack_id in [k for k, m in self._outstanding.items() if m.message_id in again]:
+                    del self._outstanding[ack_id]
                 for message in messages:
                     self._outstanding[message.ack_id] = message
         if closing:  # arrived after cancel: straight back

@@ -224,3 +224,35 @@ def test_a_dead_letter_of_a_job_workers_kept_failing_fails_it(
     )
     assert handler.handle(job.id, delivery_attempts=5).failed
     assert ledger.require(job.id).error.code == "dead_lettered"  # type: ignore[union-attr]
+
+
+def test_a_completed_batch_whose_summary_write_failed_gets_it_from_the_sweep(
+    memory_backends: MemoryBackends, memory_settings: Settings, ledger: JobLedger, now: Clock
+) -> None:
+    from core.batches import Batch, BatchStatus, summary_object_name
+
+    batch = Batch("batch_lost", "user-one", "gs://in/user-one/a.jsonl", BatchStatus.COMPLETED, now[0], now[0])
+    memory_backends.documents.create(c.BATCHES, batch.id, batch.to_document())
+    report = reconciler(memory_backends, memory_settings, now).sweep()
+    assert report.summaries == [batch.id]
+    bucket = memory_settings.names.outputs_bucket
+    assert memory_backends.blobs.stat(bucket, summary_object_name("user-one", batch.id)) is not None
+    assert reconciler(memory_backends, memory_settings, now).sweep().summaries == []  # written once
+
+
+def test_a_dead_letter_of_a_job_a_live_worker_holds_is_left_to_it_whatever_its_attempts(
+    memory_backends: MemoryBackends, memory_settings: Settings, ledger: JobLedger, now: Clock
+) -> None:
+    job = create_job(memory_backends.documents, memory_settings)
+    for attempt in range(memory_settings.recovery.max_attempts):
+        later(now, 60)
+        claim(ledger, job.id, f"worker-{attempt}", now)  # the last one is alive: just claimed
+    handler = DeadLetterHandler(
+        memory_backends.documents,
+        memory_backends.blobs,
+        memory_settings,
+        reconciler=reconciler(memory_backends, memory_settings, now),
+        clock=lambda: now[0],
+    )
+    assert not handler.handle(job.id, delivery_attempts=5).failed
+    assert ledger.require(job.id).status is JobStatus.RUNNING

@@ -549,3 +549,26 @@ def test_healthz_says_so_when_the_worker_cannot_pull(
     finally:
         worker.request_stop()
         worker.shutdown(grace_seconds=2)
+
+
+def test_a_message_that_cannot_be_settled_still_leaves_the_worker(
+    make_worker: WorkerFactory,
+    memory_backends: MemoryBackends,
+    memory_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A nack that fails (the backend is down) must not leave the job looking in flight here for
+    ever: the worker forgets it, and the message comes back when its lease lapses."""
+    import adapters.memory.pubsub as memory_pubsub
+    from core.ports import BackendUnavailable
+
+    def broken(self: Any) -> None:
+        raise BackendUnavailable("nack: the emulator is down")
+
+    monkeypatch.setattr(memory_pubsub._MemoryMessage, "nack", broken)
+    failing = FakeRunner(fail_with=TransientError("CUDA error"))
+    worker = make_worker(failing)
+    job = create_job(memory_backends.documents, memory_settings)
+    publish(memory_backends.pubsub, memory_settings, job)
+    wait_for(lambda: failing.calls, 10, "the job to run and fail")
+    wait_for(lambda: worker.status()["jobs_in_flight"] == 0, 10, "the worker to forget the job")
