@@ -52,7 +52,8 @@ def test_archive_changes_with_the_source(tmp_path: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(source.read_bytes())
     package_functions.build(tmp_path / "a.zip", repo)
-    (repo / "core" / "collection_names.py").write_text((repo / "core" / "collection_names.py").read_text() + "\n# changed\n")
+    changed = repo / "core" / "collection_names.py"
+    changed.write_text(changed.read_text() + "\n# changed\n")
     package_functions.build(tmp_path / "b.zip", repo)
     assert (tmp_path / "a.zip").read_bytes() != (tmp_path / "b.zip").read_bytes()
 
