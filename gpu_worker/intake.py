@@ -144,7 +144,13 @@ class Intake:
             return
         task = Task(job, message, spec, time.monotonic(), claim)
         if not self._inflight.add(task):
-            return  # draining began meanwhile: the message is held
+            # Draining began meanwhile: the message is held until the pull stops, and the claim is
+            # given back now, so the redelivery is claimed at once instead of after a stale heartbeat.
+            try:
+                self._ledger.release(job_id, worker_id=claim.worker_id, token=claim.token)
+            except TRANSIENT as exc:
+                log.warning("could not release the job (%s); it is recovered once stale", exc, extra=extra)
+            return
         log.info("job claimed", extra=extra)
         self._batcher.put(spec, task, job.images)
 
