@@ -110,7 +110,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 # schemathesis' own strategies call the `random` module (hypothesis 6 warns about that inside
 # strategies); it is the library's, not a defect of the API under test.
-@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies:DeprecationWarning")
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
+)
 # The fixtures hold the app and its fakes for every example of an operation on purpose (state
 # accumulates as it would in a running API); schemathesis' generated bodies can be large and
 # slow to build, which is not a failure of the API.
