@@ -156,16 +156,14 @@ class Audit:
 
 
 def retrying(call: Callable[[], Any], *, attempts: int = 120) -> Any:
-    """Retry through what a fault makes a client see: a dead api (network errors), 503s and 429s."""
+    """Retry through what a fault makes a client see: a dead api (network errors), 503s and 429s.
+    Waits what `Retry-After` says (at most 2 s: the faults are short), else backs off to 2 s."""
     for attempt in range(attempts):
         try:
             return call()
-        except (NetworkError, Unavailable) as exc:
+        except (NetworkError, Unavailable, RateLimited) as exc:
             if attempt + 1 == attempts:
                 raise
-            time.sleep(min(2.0, 0.2 * (attempt + 1)) if not getattr(exc, "retry_after", None) else 1.0)
-        except RateLimited as exc:
-            if attempt + 1 == attempts:
-                raise
-            time.sleep(min(exc.retry_after or 1.0, 2.0))
+            retry_after = getattr(exc, "retry_after", None)
+            time.sleep(min(2.0, retry_after if retry_after else 0.2 * (attempt + 1)))
     raise AssertionError("unreachable")
